@@ -30,12 +30,14 @@ ACTIVATIONS = (
     "tanh",
     "hard_sigmoid",
     "step",
+    "clip",
     "softmax",
 )
 # Parameters each activation takes, with their defaults.
 _ACTIVATION_PARAMS: dict[str, dict[str, float]] = {
     "leaky_relu": {"alpha": 0.01},
     "hard_sigmoid": {"alpha": 0.2, "beta": 0.5},
+    "clip": {"alpha": 0.0, "beta": 6.0},  # lower and upper bound (relu6 by default)
 }
 # Activations computed with exp/tanh: targets agree with the reference within a tolerance only,
 # since libm, numpy's SIMD kernels and CPython's pow may differ in the last bit.
@@ -69,6 +71,8 @@ class Activation:
                 value = defaults[key]
             value = _finite_float(value, f"activation {self.name!r} {key}")
             object.__setattr__(self, key, value)
+        if self.name == "clip" and not self.alpha <= self.beta:
+            raise MalformedModelError(f"clip needs lower <= upper, got {self.alpha} > {self.beta}")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -91,6 +95,8 @@ class Activation:
         if name == "hard_sigmoid":
             t = self.alpha * h + self.beta
             return np.where(t < 0.0, 0.0, np.where(t > 1.0, 1.0, t))
+        if name == "clip":
+            return np.where(h < self.alpha, self.alpha, np.where(h > self.beta, self.beta, h))
         if name == "sigmoid":
             # The overflow-free form the programs use: exp of a non-positive number only.
             e = np.exp(-np.abs(h))
