@@ -1,7 +1,15 @@
-"""templater: compile trained networks into literal Python and Numba programs."""
+"""templater: compile trained networks into literal Python and Numba programs.
+
+net = templater.load("model.npz")            # or from_sklearn / from_torch / from_onnx
+source = templater.compile(net, target="numba")
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from templater.compiler import compile
 from templater.errors import (
     MalformedModelError,
     TemplaterError,
@@ -12,6 +20,21 @@ from templater.errors import (
 )
 from templater.modelfile import load
 from templater.network import Activation, Dense, Head, Network, Normalization
+from templater.programs import import_program
+
+# Importers load their frameworks (torch, onnx, scikit-learn) only when first used.
+_LAZY = {
+    "from_sklearn": "templater.importers.sklearn",
+    "from_torch": "templater.importers.torch",
+    "from_onnx": "templater.importers.onnx",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'templater' has no attribute {name!r}")
+
 
 __all__ = [
     "Activation",
@@ -25,5 +48,10 @@ __all__ = [
     "UnsafeInputError",
     "UnsupportedError",
     "UsageError",
+    "compile",
+    "from_onnx",
+    "from_sklearn",
+    "from_torch",
+    "import_program",
     "load",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class TemplaterError(Exception):
-    """Base class. The message names the file, the part of the model, what was expected and found."""
+    """Base class; the message names the file, the part, what was expected and what was found."""
 
 
 class MalformedModelError(TemplaterError):

@@ -68,7 +68,9 @@ def header_of(net: Network) -> dict[str, Any]:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def network_digest(net: Network) -> str:
@@ -122,7 +124,9 @@ def load(path: str | os.PathLike) -> Network:
     if size == 0:
         raise MalformedModelError(f"{path}: file is empty (0 bytes); model has no layers")
     if size > MAX_FILE_BYTES:
-        raise TooLargeError(f"{path}: {size:,} bytes; model files are limited to {MAX_FILE_BYTES:,}")
+        raise TooLargeError(
+            f"{path}: {size:,} bytes; model files are limited to {MAX_FILE_BYTES:,}"
+        )
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -168,13 +172,17 @@ def _network_from_header(
         raise MalformedModelError(f"{where}: header format is not {FORMAT!r}")
     version = h.get("version", int)
     if version != VERSION:
-        raise MalformedModelError(f"{where}: model format version {version} (this templater reads {VERSION})")
+        raise MalformedModelError(
+            f"{where}: model format version {version} (this templater reads {VERSION})"
+        )
     inp = _Fields(h.get("input", dict), where, "header.input")
     input_size = inp.get("size", int)
     shape = inp.get("shape", (list, type(None)))
     norm = _Fields(inp.get("normalization", dict), where, "header.input.normalization")
     layer_specs = h.get("layers", list)
-    specs = [_Fields(spec, where, f"header.layers[{i}]", dict) for i, spec in enumerate(layer_specs)]
+    specs = [
+        _Fields(spec, where, f"header.layers[{i}]", dict) for i, spec in enumerate(layer_specs)
+    ]
     shapes = [(s.get("inputs", int), s.get("outputs", int)) for s in specs]
     try:
         check_sizes(input_size, shapes)  # before reading a single weight
@@ -183,7 +191,7 @@ def _network_from_header(
     expected = {HEADER_MEMBER}
     layers = []
     try:
-        for i, (spec, (n_in, n_out)) in enumerate(zip(specs, shapes)):
+        for i, (spec, (n_in, n_out)) in enumerate(zip(specs, shapes, strict=True)):
             if spec.get("type", str) != "dense":
                 raise MalformedModelError(f"header.layers[{i}].type must be 'dense'")
             act = _Fields(spec.get("activation", dict), where, f"header.layers[{i}].activation")
@@ -199,9 +207,7 @@ def _network_from_header(
             expected.update(names)
             weights = _read_member(archive, infos[names[0]], where, _FLOAT_DTYPES, (n_in, n_out))
             bias = _read_member(archive, infos[names[1]], where, _FLOAT_DTYPES, (n_out,))
-            layers.append(
-                Dense(weights, bias, activation, name=spec.get("name", str, ""))
-            )
+            layers.append(Dense(weights, bias, activation, name=spec.get("name", str, "")))
         extra = sorted(set(infos) - expected)
         if extra:
             raise MalformedModelError(f"unexpected members {extra}")
@@ -250,11 +256,13 @@ def _read_member(
                 )
             if dtype.str not in dtypes:
                 raise MalformedModelError(
-                    f"{where}: member {name} has dtype {dtype.str}; expected one of {sorted(dtypes)}"
+                    f"{where}: member {name} has dtype {dtype.str}; "
+                    f"expected one of {sorted(dtypes)}"
                 )
             if shape is not None and tuple(got_shape) != shape:
                 raise MalformedModelError(
-                    f"{where}: member {name} has shape {tuple(got_shape)}; the header declares {shape}"
+                    f"{where}: member {name} has shape {tuple(got_shape)}; "
+                    f"the header declares {shape}"
                 )
             count = math.prod(got_shape)
             nbytes = count * dtype.itemsize
@@ -339,7 +347,9 @@ class _Fields:
 
     def __init__(self, obj: Any, where: str, path: str, kind: type = dict):
         if not isinstance(obj, kind):
-            raise MalformedModelError(f"{where}: {path} must be an object, got {type(obj).__name__}")
+            raise MalformedModelError(
+                f"{where}: {path} must be an object, got {type(obj).__name__}"
+            )
         self.obj, self.where, self.path = obj, where, path
 
     def get(self, key: str, types: type | tuple[type, ...], default: Any = _MISSING) -> Any:
@@ -348,7 +358,9 @@ class _Fields:
                 raise MalformedModelError(f"{self.where}: {self.path}.{key} is missing")
             return default
         value = self.obj[key]
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        if isinstance(value, bool) and bool not in (
+            types if isinstance(types, tuple) else (types,)
+        ):
             value = _MISSING  # JSON true/false is not a number here
         if value is _MISSING or not isinstance(value, types):
             names = [t.__name__ for t in (types if isinstance(types, tuple) else (types,))]

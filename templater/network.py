@@ -131,7 +131,9 @@ class Dense:
         if isinstance(self.activation, str):
             object.__setattr__(self, "activation", Activation(self.activation))
         if not isinstance(self.name, str):
-            raise MalformedModelError(f"layer name must be a string, got {type(self.name).__name__}")
+            raise MalformedModelError(
+                f"layer name must be a string, got {type(self.name).__name__}"
+            )
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "bias", b)
 
@@ -243,7 +245,9 @@ class Network:
         object.__setattr__(self, "input_size", int(self.input_size))
         object.__setattr__(self, "layers", tuple(self.layers))
         if not isinstance(self.name, str):
-            raise MalformedModelError(f"model name must be a string, got {type(self.name).__name__}")
+            raise MalformedModelError(
+                f"model name must be a string, got {type(self.name).__name__}"
+            )
         check_sizes(self.input_size, [(d.n_inputs, d.n_outputs) for d in self.layers])
         previous = self.input_size
         for index, layer in enumerate(self.layers):
@@ -256,7 +260,9 @@ class Network:
                     f"but {source} gives {previous}"
                 )
             if layer.activation.name == "softmax" and index != len(self.layers) - 1:
-                raise MalformedModelError(f"layer {index}: softmax is only supported on the last layer")
+                raise MalformedModelError(
+                    f"layer {index}: softmax is only supported on the last layer"
+                )
             bad = np.flatnonzero(np.abs(layer.weights) > MAX_ABS_WEIGHT)
             bad_b = np.flatnonzero(np.abs(layer.bias) > MAX_ABS_WEIGHT)
             if bad.size or bad_b.size:
@@ -276,7 +282,9 @@ class Network:
                 )
             object.__setattr__(self, "input_shape", shape)
         if self.head.kind == "binary" and previous != 1:
-            raise MalformedModelError(f"a binary head needs 1 output, the last layer gives {previous}")
+            raise MalformedModelError(
+                f"a binary head needs 1 output, the last layer gives {previous}"
+            )
         if self.head.kind == "multiclass":
             if previous < 2:
                 raise MalformedModelError(f"a multiclass head needs 2+ outputs, got {previous}")
@@ -392,9 +400,7 @@ def check_sizes(input_size: int, shapes: list[tuple[int, int]]) -> None:
                 raise TooLargeError(f"layer {index} has width {n}; the limit is {MAX_WIDTH}")
         total += n_in * n_out + n_out
     if total > MAX_PARAMETERS:
-        raise TooLargeError(
-            f"model has {total:,} parameters; the limit is {MAX_PARAMETERS:,}"
-        )
+        raise TooLargeError(f"model has {total:,} parameters; the limit is {MAX_PARAMETERS:,}")
 
 
 def _finite_float(value: Any, what: str) -> float:

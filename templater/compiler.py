@@ -1,0 +1,86 @@
+"""The compiler facade: compile(network, target, layout) -> source text."""
+
+from __future__ import annotations
+
+from templater.emit import Emitter
+from templater.literals import literal
+from templater.lower import choose_layouts, lower
+from templater.network import Network
+from templater.passes import DEFAULT_PASSES, run_passes
+from templater.program import Program
+from templater.render import render
+from templater.targets import Target, get_target
+
+_TITLES = {
+    "python": (
+        "pure Python",
+        "Pure Python with no imports: copy this one file anywhere and call score(x).",
+    ),
+    "numba": (
+        "a Numba program",
+        "Needs only numpy and numba; each function is compiled on import (cached on disk).",
+    ),
+}
+
+
+def compile(  # shadows the builtin on purpose: templater.compile
+    net: Network,
+    target: str = "python",
+    layout: str = "auto",
+    passes: tuple[str, ...] = DEFAULT_PASSES,
+) -> str:
+    """The source of a program computing `net` (see the module docs of the generated file)."""
+    tgt = get_target(target)
+    layouts = choose_layouts(net, layout, tgt.unroll_budget)
+    program = run_passes(lower(net, layouts), passes)
+    return render_program(net, program, tgt, layouts)
+
+
+def program_of(net: Network, target: str = "python", layout: str = "auto") -> Program:
+    """The optimised IR that `compile` would render (for diff, verify and inspection)."""
+    tgt = get_target(target)
+    return run_passes(lower(net, choose_layouts(net, layout, tgt.unroll_budget)))
+
+
+def render_program(net: Network, program: Program, target: Target, layouts: tuple[str, ...]) -> str:
+    emitter = Emitter(target)
+    tables = "\n".join(line for t in program.tables for line in (*emitter.table(t), ""))
+    scalar = program.returns_scalar
+    title, note = _TITLES[target.name]
+    imports = ""
+    if target.name == "numba":
+        imports = "import math\n\nimport numpy as np\nfrom numba import njit"
+    head = net.head
+    context = {
+        "digest": net.digest(),
+        "digest_repr": repr(net.digest()),
+        "architecture": net.architecture,
+        "target_title": title,
+        "target_note": note,
+        "layouts": ", ".join(layouts),
+        "imports": imports,
+        # Text from the model file reaches the program only through repr().
+        "name_repr": repr(net.name),
+        "layer_names_repr": repr(tuple(layer.name for layer in net.layers)),
+        "labels_repr": repr(head.labels) if head.labels is not None else "",
+        "n_inputs": net.input_size,
+        "n_outputs": net.n_outputs,
+        "input_shape_repr": repr(net.input_shape),
+        "normalization_repr": repr(net.normalization.kind),
+        "binary": head.kind == "binary",
+        "multiclass": head.kind == "multiclass",
+        "threshold": literal(head.threshold) if head.kind == "binary" else "",
+        "tables": tables.rstrip("\n"),
+        "uses": program.uses,
+        "scalar_output": scalar,
+        "kernel_params": "x" if scalar else "x, out",
+        "kernel_signature": "float64(float64[::1])"
+        if scalar
+        else "void(float64[::1], float64[::1])",
+        "batch_signature": "float64[::1](float64[:, ::1])"
+        if scalar
+        else "float64[:, ::1](float64[:, ::1])",
+        "body": "\n".join(emitter.statements(program.body, 1)),
+        "scanner": False,
+    }
+    return render(target.template, context)

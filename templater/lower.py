@@ -1,0 +1,343 @@
+"""Lowering: Network -> Program, each layer either unrolled into statements or a literal table.
+
+Both layouts keep the reference summation order (bias first, then input 0, 1, ...), so both are
+exact. `unrolled` writes one statement block per neuron with one weighted term per line (sums are
+cut into chunks so no expression grows past what CPython and numba handle well); `table` writes the
+layer's weights as a literal table plus an input-major loop, which numba compiles in well under a
+second at any size while unrolled code costs it milliseconds per multiply-add.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from templater.errors import UsageError
+from templater.network import Activation, Dense, Network
+from templater.program import (
+    Alloc,
+    Assign,
+    BinOp,
+    Call,
+    Comment,
+    Compare,
+    Const,
+    Expr,
+    For,
+    If,
+    Load,
+    Neg,
+    Program,
+    Return,
+    Stmt,
+    Sum,
+    Table,
+    Var,
+    expressions,
+    walk,
+)
+
+LAYOUTS = ("auto", "unrolled", "table")
+# Terms per statement in an unrolled sum: CPython fails on one expression of ~3,000 terms.
+MAX_TERMS = 64
+
+
+@dataclass(frozen=True)
+class _Values:
+    """A layer's inputs: one expression per input, and the vector holding them, if there is one."""
+
+    exprs: tuple[Expr, ...]
+    vector: str | None
+
+
+def choose_layouts(net: Network, layout: str, unroll_budget: int) -> tuple[str, ...]:
+    """One layout per layer. `auto` unrolls the smallest layers while their multiply-adds fit
+    in `unroll_budget` (the target's compile budget) and writes the rest as tables."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout != "auto":
+        return tuple(layout for _ in net.layers)
+    chosen = ["table"] * len(net.layers)
+    spent = 0
+    for index in sorted(range(len(net.layers)), key=lambda k: net.layers[k].weights.size):
+        cost = net.layers[index].weights.size
+        if spent + cost > unroll_budget:
+            break
+        spent += cost
+        chosen[index] = "unrolled"
+    return tuple(chosen)
+
+
+def lower(net: Network, layouts: tuple[str, ...]) -> Program:
+    """The Program computing `net.forward` for one input vector `x`."""
+    body: list[Stmt] = []
+    n = net.input_size
+    values = _Values(tuple(Load("x", (i,)) for i in range(n)), "x")
+    if net.normalization.kind == "window":
+        body.extend(_window_normalization(n, net.normalization.eps))
+        values = _Values(tuple(Load("xn", (i,)) for i in range(n)), "xn")
+    tables: list[Table] = []
+    for number, (layer, layout) in enumerate(zip(net.layers, layouts, strict=True), start=1):
+        body.append(
+            Comment(
+                f"layer {number}: dense {layer.n_inputs} -> {layer.n_outputs}, "
+                f"{_describe(layer.activation)}, {layout}"
+            )
+        )
+        if layout == "unrolled":
+            stmts, values = _unrolled_layer(number, layer, values)
+        else:
+            stmts, values, new_tables = _table_layer(number, layer, values)
+            tables.extend(new_tables)
+        body.extend(stmts)
+    body.append(Comment("outputs"))
+    if net.n_outputs == 1:
+        body.append(Return(values.exprs[0]))
+    else:
+        body.extend(Assign(Load("out", (k,)), e) for k, e in enumerate(values.exprs))
+    return Program(
+        tables=tuple(tables),
+        body=tuple(body),
+        n_inputs=n,
+        n_outputs=net.n_outputs,
+        uses=functions_used(tuple(body)),
+    )
+
+
+def functions_used(body: tuple[Stmt, ...]) -> tuple[str, ...]:
+    found = set()
+    for stmt in walk(body):
+        roots: tuple[Expr, ...] = ()
+        if isinstance(stmt, Assign):
+            roots = (stmt.value,)
+        elif isinstance(stmt, If):
+            roots = (stmt.test,)
+        elif isinstance(stmt, Return):
+            roots = (stmt.value,)
+        for root in roots:
+            found.update(e.func for e in expressions(root) if isinstance(e, Call))
+    return tuple(sorted(found))
+
+
+def neuron_name(layer: int, kind: str, index: int, width: int) -> str:
+    """`l1_s03`: layer 1, pre-activation sum (s) or activation (h) of neuron 3, zero-padded."""
+    digits = len(str(max(width - 1, 0)))
+    return f"l{layer}_{kind}{index:0{digits}d}"
+
+
+# -- layers -----------------------------------------------------------------------------------
+
+
+def _unrolled_layer(number: int, layer: Dense, values: _Values) -> tuple[list[Stmt], _Values]:
+    stmts: list[Stmt] = []
+    outputs: list[Expr] = []
+    width = layer.n_outputs
+    act = layer.activation
+    for j in range(width):
+        h = neuron_name(number, "h", j, width)
+        s = h if act.name in ("identity", "softmax") else neuron_name(number, "s", j, width)
+        terms: list[Expr] = [Const(float(layer.bias[j]))]
+        terms.extend(
+            BinOp("*", Const(float(layer.weights[i, j])), values.exprs[i])
+            for i in range(layer.n_inputs)
+        )
+        stmts.extend(_bounded_sum(s, terms))
+        if act.name not in ("identity", "softmax"):
+            temp = neuron_name(number, "e", j, width)
+            stmts.extend(activation_stmts(act, Var(s), Var(h), temp))
+        outputs.append(Var(h))
+    if act.name == "softmax":
+        stmts.extend(_softmax(number, tuple(outputs)))
+        outputs = [Var(neuron_name(number, "p", j, width)) for j in range(width)]
+    return stmts, _Values(tuple(outputs), None)
+
+
+def _table_layer(
+    number: int, layer: Dense, values: _Values
+) -> tuple[list[Stmt], _Values, list[Table]]:
+    stmts: list[Stmt] = []
+    vector = values.vector
+    if vector is None:  # the previous layer was unrolled: gather its scalars into a vector
+        vector = f"l{number - 1}_v"
+        stmts.append(Alloc(vector, len(values.exprs)))
+        stmts.extend(Assign(Load(vector, (i,)), e) for i, e in enumerate(values.exprs))
+    w_name, b_name = f"L{number}_W", f"L{number}_B"
+    tables = [
+        Table(
+            w_name,
+            layer.weights.shape,
+            tuple(layer.weights.ravel().tolist()),
+            f"layer {number} weights: row i holds w[i, 0..{layer.n_outputs - 1}]",
+        ),
+        Table(b_name, layer.bias.shape, tuple(layer.bias.tolist()), f"layer {number} biases"),
+    ]
+    act = layer.activation
+    plain = act.name in ("identity", "softmax")
+    s = f"l{number}_h" if plain else f"l{number}_s"
+    n_out = layer.n_outputs
+    stmts.append(Alloc(s, n_out))
+    stmts.append(For("j", 0, n_out, (Assign(Load(s, ("j",)), Load(b_name, ("j",))),)))
+    # Input-major: each neuron still adds input 0, 1, ... in order, and the inner loop
+    # runs across neurons, which vectorises.
+    stmts.append(
+        For(
+            "i",
+            0,
+            layer.n_inputs,
+            (
+                Assign(Var("xi"), Load(vector, ("i",))),
+                For(
+                    "j",
+                    0,
+                    n_out,
+                    (
+                        Assign(
+                            Load(s, ("j",)),
+                            BinOp(
+                                "+",
+                                Load(s, ("j",)),
+                                BinOp("*", Load(w_name, ("i", "j")), Var("xi")),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        )
+    )
+    h = f"l{number}_h"
+    if not plain:
+        stmts.append(Alloc(h, n_out))
+        stmts.append(
+            For("j", 0, n_out, activation_stmts(act, Load(s, ("j",)), Load(h, ("j",)), "e"))
+        )
+    outputs: tuple[Expr, ...] = tuple(Load(h, (j,)) for j in range(n_out))
+    if act.name == "softmax":
+        stmts.extend(_softmax(number, outputs))
+        return (
+            stmts,
+            _Values(tuple(Var(neuron_name(number, "p", j, n_out)) for j in range(n_out)), None),
+            tables,
+        )
+    return stmts, _Values(outputs, h), tables
+
+
+def _bounded_sum(name: str, terms: list[Expr]) -> list[Stmt]:
+    """`name = t0 + t1 + ...` cut into statements of at most MAX_TERMS terms, same order."""
+    stmts: list[Stmt] = [Assign(Var(name), Sum(tuple(terms[:MAX_TERMS])))]
+    for start in range(MAX_TERMS, len(terms), MAX_TERMS - 1):
+        chunk = terms[start : start + MAX_TERMS - 1]
+        stmts.append(Assign(Var(name), Sum((Var(name), *chunk))))
+    return stmts
+
+
+# -- activations ------------------------------------------------------------------------------
+
+
+def activation_stmts(act: Activation, src: Expr, dst: Var | Load, temp: str) -> tuple[Stmt, ...]:
+    """`dst = act(src)` as statements; each ReLU-like activation is an if/else.
+
+    Mirrors Activation.apply operation for operation (NaN goes to the else branch).
+    """
+    name = act.name
+    zero, one = Const(0.0), Const(1.0)
+    if name == "identity":
+        return (Assign(dst, src),)
+    if name == "relu":
+        return (If(Compare(">", src, zero), (Assign(dst, src),), (Assign(dst, zero),)),)
+    if name == "leaky_relu":
+        return (
+            If(
+                Compare(">", src, zero),
+                (Assign(dst, src),),
+                (Assign(dst, BinOp("*", Const(act.alpha), src)),),
+            ),
+        )
+    if name == "step":
+        return (If(Compare(">", src, zero), (Assign(dst, one),), (Assign(dst, zero),)),)
+    if name == "clip":
+        lo, hi = Const(act.alpha), Const(act.beta)
+        return (
+            If(
+                Compare("<", src, lo),
+                (Assign(dst, lo),),
+                (If(Compare(">", src, hi), (Assign(dst, hi),), (Assign(dst, src),)),),
+            ),
+        )
+    if name == "hard_sigmoid":
+        t = Var(temp)
+        return (
+            Assign(t, BinOp("+", BinOp("*", Const(act.alpha), src), Const(act.beta))),
+            If(
+                Compare("<", t, zero),
+                (Assign(dst, zero),),
+                (If(Compare(">", t, one), (Assign(dst, one),), (Assign(dst, t),)),),
+            ),
+        )
+    if name == "sigmoid":
+        e = Var(temp)  # exp of a non-positive number only: never overflows
+        return (
+            If(
+                Compare(">=", src, zero),
+                (
+                    Assign(e, Call("exp", (Neg(src),))),
+                    Assign(dst, BinOp("/", one, BinOp("+", one, e))),
+                ),
+                (
+                    Assign(e, Call("exp", (src,))),
+                    Assign(dst, BinOp("/", e, BinOp("+", one, e))),
+                ),
+            ),
+        )
+    if name == "tanh":
+        return (Assign(dst, Call("tanh", (src,))),)
+    raise AssertionError(f"activation {name} has no scalar form")  # softmax is a vector op
+
+
+def _softmax(number: int, inputs: tuple[Expr, ...]) -> list[Stmt]:
+    """p_j = exp(h_j - max h) / sum_k exp(h_k - max h), the sum taken left to right."""
+    width = len(inputs)
+    top = Var(f"l{number}_max")
+    stmts: list[Stmt] = [Assign(top, inputs[0])]
+    stmts.extend(If(Compare(">", e, top), (Assign(top, e),)) for e in inputs[1:])
+    exps = [Var(neuron_name(number, "e", j, width)) for j in range(width)]
+    stmts.extend(
+        Assign(e, Call("exp", (BinOp("-", h, top),))) for e, h in zip(exps, inputs, strict=True)
+    )
+    total = Var(f"l{number}_total")
+    stmts.extend(_bounded_sum(total.name, list(exps)))
+    stmts.extend(
+        Assign(Var(neuron_name(number, "p", j, width)), BinOp("/", e, total))
+        for j, e in enumerate(exps)
+    )
+    return stmts
+
+
+def _window_normalization(n: int, eps: float) -> list[Stmt]:
+    """xn = (x - mean) / (std + eps), with sums taken left to right like the reference."""
+    x, xn = (lambda i: Load("x", (i,))), (lambda i: Load("xn", (i,)))
+    total, mean, squares, d, scale = (Var(v) for v in ("total", "mean", "squares", "d", "scale"))
+    count = Const(float(n))
+    return [
+        Comment(f"input normalisation: each window to zero mean, unit variance (eps {eps!r})"),
+        Alloc("xn", n),
+        Assign(total, Const(0.0)),
+        For("i", 0, n, (Assign(total, BinOp("+", total, x("i"))),)),
+        Assign(mean, BinOp("/", total, count)),
+        Assign(squares, Const(0.0)),
+        For(
+            "i",
+            0,
+            n,
+            (
+                Assign(d, BinOp("-", x("i"), mean)),
+                Assign(xn("i"), d),
+                Assign(squares, BinOp("+", squares, BinOp("*", d, d))),
+            ),
+        ),
+        Assign(scale, BinOp("+", Call("sqrt", (BinOp("/", squares, count),)), Const(eps))),
+        For("i", 0, n, (Assign(xn("i"), BinOp("/", xn("i"), scale)),)),
+    ]
+
+
+def _describe(act: Activation) -> str:
+    params = [f"{k}={getattr(act, k)!r}" for k in ("alpha", "beta") if getattr(act, k) is not None]
+    return f"{act.name}({', '.join(params)})" if params else act.name
