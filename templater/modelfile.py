@@ -207,7 +207,10 @@ def _network_from_header(
             expected.update(names)
             weights = _read_member(archive, infos[names[0]], where, _FLOAT_DTYPES, (n_in, n_out))
             bias = _read_member(archive, infos[names[1]], where, _FLOAT_DTYPES, (n_out,))
-            layers.append(Dense(weights, bias, activation, name=spec.get("name", str, "")))
+            try:
+                layers.append(Dense(weights, bias, activation, name=spec.get("name", str, "")))
+            except TemplaterError as exc:
+                raise type(exc)(f"header.layers[{i}]: {exc}") from exc
         extra = sorted(set(infos) - expected)
         if extra:
             raise MalformedModelError(f"unexpected members {extra}")
