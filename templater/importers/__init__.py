@@ -1,0 +1,87 @@
+"""Importers: models trained elsewhere (scikit-learn, PyTorch, ONNX) -> Network.
+
+Each framework is imported only when its importer is first used: `import templater` never
+imports torch, onnx or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from templater.errors import UnsafeInputError, UsageError
+from templater.network import Network
+
+# Suffixes whose only loaders unpickle: refused, never retried with pickling allowed.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib")
+
+
+def load_any(path: str | os.PathLike) -> Network:
+    """A Network from a model file, by suffix: `.npz` (templater's own) or `.onnx`."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        from templater.modelfile import load
+
+        return load(path)
+    if suffix == ".onnx":
+        return from_onnx(path)
+    if suffix in PICKLE_SUFFIXES:
+        raise UnsafeInputError(
+            f"{path}: refused: would need unpickling ({suffix} files are pickles); export the "
+            "model to ONNX, or pass the in-memory object to from_torch / from_sklearn"
+        )
+    raise UsageError(f"{path}: unknown model file type {suffix!r}; expected .npz or .onnx")
+
+
+def from_sklearn(estimator: Any, name: str = "") -> Network:
+    """See templater.importers.sklearn.from_sklearn (imports scikit-learn when called)."""
+    from templater.importers.sklearn import from_sklearn as impl
+
+    return impl(estimator, name=name)
+
+
+def from_torch(module: Any, head: Any = None, name: str = "") -> Network:
+    """See templater.importers.torch.from_torch (imports torch when called)."""
+    from templater.importers.torch import from_torch as impl
+
+    return impl(module, head=head, name=name)
+
+
+def from_onnx(path: str | os.PathLike, output: str | None = None, head: Any = None) -> Network:
+    """See templater.importers.onnx.from_onnx (imports onnx when called)."""
+    from templater.importers.onnx import from_onnx as impl
+
+    return impl(path, output=output, head=head)
+
+
+
+def import_file(
+    path: str | os.PathLike,
+    tensor: str | None = None,
+    head: str | None = None,
+    threshold: float | None = None,
+) -> Network:
+    """`load_any(path)`, optionally computing another ONNX tensor or with another head.
+
+    `head`: binary, multiclass or regression; `threshold`: the binary head's threshold.
+    """
+    if tensor is not None:
+        if Path(path).suffix.lower() != ".onnx":
+            raise UsageError(f"{path}: choosing a tensor applies to .onnx files only")
+        net = from_onnx(path, output=tensor)
+    else:
+        net = load_any(path)
+    if head is None and threshold is None:
+        return net
+    from templater.network import Head
+
+    kind = head or net.head.kind
+    if threshold is not None and kind != "binary":
+        raise UsageError(f"a threshold applies to a binary head; this one is {kind}")
+    if kind == "binary":
+        new = Head("binary", threshold=net.head.threshold if threshold is None else threshold)
+    else:
+        labels = net.head.labels if kind == net.head.kind else None
+        new = Head(kind, labels=labels)
+    return net.with_layers(net.layers, head=new)

@@ -1,0 +1,659 @@
+"""ONNX importer: a chain graph of dense layers and activations in a .onnx file -> Network.
+
+Only the nodes the chosen output depends on are read, and they must form a chain from the one
+graph input: each node takes the running tensor plus constants (initializers or Constant nodes).
+Dimension 0 of a rank-2+ input is the batch; the rest are one sample's features, in row-major
+order. Arithmetic is float64 throughout (a `Cast` to float or double is therefore a no-op).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from templater.errors import (
+    MalformedModelError,
+    TemplaterError,
+    TooLargeError,
+    UnsafeInputError,
+    UnsupportedError,
+    UsageError,
+)
+from templater.importers.chain import ChainBuilder
+from templater.network import MAX_PARAMETERS, Activation, Head, Network
+
+# Opsets of the default domain whose semantics for the ops below this importer implements.
+MIN_OPSET = 7
+MAX_OPSET = 28
+MAX_FILE_BYTES = 8 * (MAX_PARAMETERS + 1) + (4 << 20)
+
+# Supported ops and the attributes each may carry (any other attribute is refused).
+SUPPORTED_OPS: dict[str, frozenset[str]] = {
+    "Gemm": frozenset({"alpha", "beta", "transA", "transB"}),
+    "MatMul": frozenset(),
+    "Add": frozenset(),
+    "Relu": frozenset(),
+    "LeakyRelu": frozenset({"alpha"}),
+    "Sigmoid": frozenset(),
+    "Tanh": frozenset(),
+    "HardSigmoid": frozenset({"alpha", "beta"}),
+    "Clip": frozenset({"min", "max"}),
+    "Identity": frozenset(),
+    "Dropout": frozenset({"ratio", "seed"}),
+    "Flatten": frozenset({"axis"}),
+    "Reshape": frozenset({"allowzero"}),
+    "BatchNormalization": frozenset({"epsilon", "momentum", "training_mode", "spatial"}),
+    "Softmax": frozenset({"axis"}),
+    "Cast": frozenset({"to", "saturate"}),
+    "Constant": frozenset({"value", "value_float", "value_floats", "value_int", "value_ints"}),
+}
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_FLOAT, _DOUBLE = 1, 11  # TensorProto.FLOAT, TensorProto.DOUBLE
+_FLOAT_TYPES = {_FLOAT: "float", _DOUBLE: "double"}
+
+
+def from_onnx(
+    path: str | os.PathLike, output: str | None = None, head: Head | None = None
+) -> Network:
+    """Read `path` (never external data) and return the Network computing `output`.
+
+    `output`: a graph output or any tensor name; by default the only graph output, or the only
+    float one (skl2onnx classifiers also output an integer label). `head`: by default one output
+    is binary (threshold 0.5 after Sigmoid/HardSigmoid, else 0.0) and several are multi-class.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise TemplaterError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise MalformedModelError(f"{where}: file is empty (0 bytes); model has no layers")
+    if size > MAX_FILE_BYTES:
+        raise TooLargeError(
+            f"{where}: {size:,} bytes; ONNX files are limited to {MAX_FILE_BYTES:,}"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TemplaterError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    return network_from_model(parse(data, where), where, output=output, head=head)
+
+
+def parse(data: bytes, where: str) -> Any:
+    """The ModelProto in `data`; external data is never loaded."""
+    onnx = _onnx()
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        raise MalformedModelError(f"{where}: not an ONNX file (this is a zip archive or a pickle)")
+    try:
+        model = onnx.load(io.BytesIO(data), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends: all mean the same here
+        raise MalformedModelError(
+            f"{where}: file is truncated or not an ONNX file ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not model.HasField("graph"):
+        raise MalformedModelError(f"{where}: file is truncated or not an ONNX file (no graph)")
+    return model
+
+
+def network_from_model(
+    model: Any, where: str = "<onnx>", output: str | None = None, head: Head | None = None
+) -> Network:
+    """The Network computing `output` of an in-memory ModelProto (see `from_onnx`)."""
+    return _Reader(model, where).network(output, head)
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise UsageError("reading .onnx files needs onnx: pip install templater[onnx]") from exc
+    return onnx
+
+
+class _Reader:
+    """One model's graph, checked and walked as a chain."""
+
+    def __init__(self, model: Any, where: str) -> None:
+        self.onnx = _onnx()
+        self.model = model
+        self.graph = model.graph
+        self.where = where
+        self._refuse_external_data()
+        if len(self.graph.node) == 0:
+            raise MalformedModelError(f"{where}: the graph has no nodes; model has no layers")
+        self.opset = self._default_opset()
+        self.initializers = {t.name: t for t in self.graph.initializer}
+        self.producers: dict[str, int] = {}
+        # Identity of a constant is a constant (PyTorch's exporter writes such nodes).
+        self.aliases: dict[str, str] = {}
+        for index, node in enumerate(self.graph.node):
+            for name in node.output:
+                if name:
+                    self.producers[name] = index
+            if node.op_type == "Identity" and node.domain in _DEFAULT_DOMAINS and node.input:
+                source = self.aliases.get(node.input[0], node.input[0])
+                if self._is_constant(source):
+                    self.aliases[node.output[0]] = source
+
+    def _is_constant(self, name: str) -> bool:
+        index = self.producers.get(name)
+        return name in self.initializers or (
+            index is not None and self.graph.node[index].op_type == "Constant"
+        )
+
+    # -- whole-model checks ----------------------------------------------------------------
+    def _refuse_external_data(self) -> None:
+        tensors = list(self.graph.initializer)
+        for node in self.graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    tensors.append(attr.t)
+                tensors.extend(attr.tensors)
+        if len(self.graph.sparse_initializer):
+            raise UnsupportedError(f"{self.where}: sparse initializers are not supported")
+        for t in tensors:
+            if t.data_location == self.onnx.TensorProto.EXTERNAL or len(t.external_data):
+                location = {e.key: e.value for e in t.external_data}.get("location", "")
+                raise UnsafeInputError(
+                    f"{self.where}: tensor {t.name!r} is stored as external data "
+                    f"(location {location!r}); only self-contained .onnx files are read"
+                )
+
+    def _default_opset(self) -> int:
+        versions = [o.version for o in self.model.opset_import if o.domain in _DEFAULT_DOMAINS]
+        if not versions:
+            raise UnsupportedError(f"{self.where}: the model imports no default (ai.onnx) opset")
+        version = int(versions[0])
+        if not MIN_OPSET <= version <= MAX_OPSET:
+            raise UnsupportedError(
+                f"{self.where}: opset {version} of the default domain; supported: "
+                f"{MIN_OPSET} to {MAX_OPSET}"
+            )
+        return version
+
+    def _input(self) -> tuple[str, int, tuple[int | None, ...]]:
+        inputs = [i for i in self.graph.input if i.name not in self.initializers]
+        if len(inputs) != 1:
+            names = ", ".join(repr(i.name) for i in inputs) or "none"
+            raise UnsupportedError(
+                f"{self.where}: expected one graph input (initializers aside), found {names}"
+            )
+        value = inputs[0]
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            raise UnsupportedError(f"{self.where}: input {value.name!r} is a {kind}, not a tensor")
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in _FLOAT_TYPES:
+            raise UnsupportedError(
+                f"{self.where}: input {value.name!r} has element type "
+                f"{self.onnx.TensorProto.DataType.Name(tensor.elem_type)}; expected float or double"
+            )
+        if not tensor.HasField("shape") or len(tensor.shape.dim) == 0:
+            raise UnsupportedError(f"{self.where}: input {value.name!r} has no declared shape")
+        dims = tuple(
+            int(d.dim_value) if d.HasField("dim_value") else None for d in tensor.shape.dim
+        )
+        return value.name, tensor.elem_type, dims
+
+    def _output(self, output: str | None) -> str:
+        outputs = list(self.graph.output)
+        if output is not None:
+            if output not in self.producers:
+                raise UsageError(f"{self.where}: no node computes a tensor named {output!r}")
+            return output
+        if len(outputs) == 1:
+            return outputs[0].name
+        floats = [
+            o for o in outputs
+            if o.type.WhichOneof("value") == "tensor_type"
+            and o.type.tensor_type.elem_type in _FLOAT_TYPES
+        ]
+        if len(floats) == 1:
+            return floats[0].name
+        names = ", ".join(repr(o.name) for o in outputs) or "none"
+        raise UsageError(f"{self.where}: the graph has outputs {names}; choose one (output=...)")
+
+    def _needed(self, output: str) -> list[int]:
+        """Indices of the nodes `output` depends on, in graph order."""
+        seen: set[int] = set()
+        stack = [output]
+        while stack:
+            index = self.producers.get(stack.pop())
+            if index is None or index in seen:
+                continue
+            seen.add(index)
+            stack.extend(n for n in self.graph.node[index].input if n)
+        return sorted(seen)
+
+    def _check_ops(self, needed: list[int]) -> None:
+        bad_ops, bad_attrs = [], []
+        for index in needed:
+            node = self.graph.node[index]
+            label = f"node {index} {node.op_type!r} (domain {node.domain!r}, name {node.name!r})"
+            if node.domain not in _DEFAULT_DOMAINS or node.op_type not in SUPPORTED_OPS:
+                bad_ops.append(label)
+                continue
+            allowed = SUPPORTED_OPS[node.op_type]
+            extra = sorted(a.name for a in node.attribute if a.name not in allowed)
+            if extra:
+                bad_attrs.append(f"{label}: {', '.join(repr(a) for a in extra)}")
+        if bad_ops:
+            raise UnsupportedError(
+                f"{self.where}: {len(bad_ops)} unsupported node(s): {'; '.join(bad_ops)}. "
+                f"Supported ops: {', '.join(SUPPORTED_OPS)}"
+            )
+        if bad_attrs:
+            raise UnsupportedError(
+                f"{self.where}: unsupported attribute(s): {'; '.join(bad_attrs)}"
+            )
+
+    # -- constants ---------------------------------------------------------------------------
+    def _tensor_array(self, tensor: Any, name: str) -> np.ndarray:
+        count = math.prod(int(d) for d in tensor.dims)
+        if count > MAX_PARAMETERS:
+            raise TooLargeError(
+                f"{self.where}: tensor {name!r} declares {count:,} values; "
+                f"the limit is {MAX_PARAMETERS:,}"
+            )
+        try:
+            arr = self.onnx.numpy_helper.to_array(tensor)
+        except Exception as exc:  # a malformed tensor (wrong byte count, bad type) in any form
+            raise MalformedModelError(
+                f"{self.where}: tensor {name!r} is malformed ({exc})"
+            ) from exc
+        return np.asarray(arr)
+
+    def constant(self, name: str, node_label: str) -> np.ndarray:
+        name = self.aliases.get(name, name)
+        if name in self.initializers:
+            arr = self._tensor_array(self.initializers[name], name)
+        elif name in self.producers and self.graph.node[self.producers[name]].op_type == "Constant":
+            node = self.graph.node[self.producers[name]]
+            attr = node.attribute[0] if len(node.attribute) == 1 else None
+            if attr is None:
+                raise MalformedModelError(f"{self.where}: Constant {name!r} needs one attribute")
+            if attr.name == "value":
+                arr = self._tensor_array(attr.t, name)
+            else:
+                value = self.onnx.helper.get_attribute_value(attr)
+                kind = np.float32 if attr.name.startswith("value_float") else np.int64
+                arr = np.asarray(value, dtype=kind)
+        else:
+            raise UnsupportedError(
+                f"{self.where}: {node_label}: input {name!r} is computed, not a constant; "
+                "only chain graphs (the running tensor plus constants) are supported"
+            )
+        if arr.dtype.kind == "f":
+            if arr.dtype.itemsize not in (4, 8):
+                raise UnsupportedError(
+                    f"{self.where}: tensor {name!r} has dtype {arr.dtype}; expected float32 or "
+                    "float64 (convert the model explicitly)"
+                )
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                first = tuple(int(i) for i in np.unravel_index(bad[0], arr.shape))
+                raise MalformedModelError(
+                    f"{self.where}: tensor {name!r} (used by {node_label}): {bad.size} non-finite "
+                    f"value(s) (NaN or infinity), first at index {first}"
+                )
+            return arr.astype(np.float64)
+        if arr.dtype.kind not in "iub":
+            raise UnsupportedError(f"{self.where}: tensor {name!r} has dtype {arr.dtype}")
+        return arr
+
+    # -- the walk ----------------------------------------------------------------------------
+    def network(self, output: str | None, head: Head | None) -> Network:
+        input_name, elem_type, dims = self._input()
+        output = self._output(output)
+        needed = self._needed(output)
+        self._check_ops(needed)
+        if any(d is None or d <= 0 for d in dims[1:]) or (len(dims) == 1 and not dims[0]):
+            raise UnsupportedError(
+                f"{self.where}: input {input_name!r} has shape {_dims(dims)}; every dimension "
+                "but the first (the batch) must be a known positive size"
+            )
+        state = _State(
+            batched=len(dims) >= 2,
+            batch=dims[0] if len(dims) >= 2 else None,
+            shape=tuple(int(d) for d in (dims[1:] if len(dims) >= 2 else dims)),  # type: ignore[arg-type]
+            elem_type=elem_type,
+        )
+        input_size = math.prod(state.shape)
+        builder = ChainBuilder(input_size)
+        metadata: dict[str, Any] = {"source": "onnx", "opset": self.opset, "output": output}
+        running = input_name
+        compute = [
+            i for i in needed
+            if self.graph.node[i].op_type != "Constant"
+            and self.graph.node[i].output[0] not in self.aliases
+        ]
+        uses = {name for i in needed for name in self.graph.node[i].input}
+        for position, index in enumerate(compute):
+            node = self.graph.node[index]
+            label = f"node {index} {node.op_type!r} (name {node.name!r})"
+            data_slots = [k for k, name in enumerate(node.input) if name == running]
+            if len(data_slots) != 1:
+                raise UnsupportedError(
+                    f"{self.where}: {label} does not continue the chain from the input: it takes "
+                    f"{list(node.input)!r}, expected exactly one of them to be {running!r}"
+                )
+            for extra in node.output[1:]:
+                if extra and (extra in uses or extra == output):
+                    raise UnsupportedError(
+                        f"{self.where}: {label}: its extra output {extra!r} is used; only the "
+                        "first output of a node is supported (inference mode)"
+                    )
+            consts = {
+                k: self.constant(name, label)
+                for k, name in enumerate(node.input)
+                if name and k != data_slots[0]
+            }
+            attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+            op = _Op(self, node, label, data_slots[0], consts, attrs, state, builder)
+            if node.op_type == "Gemm" and attrs.get("transA", 0):
+                if position != 0 or running != input_name or len(dims) != 2 or dims[0] is None:
+                    raise UnsupportedError(
+                        f"{self.where}: {label}: transA=1 is supported only on the graph input "
+                        "itself, declared (features, batch) with a known number of features"
+                    )
+                # The input holds one sample per column: the program reads one column.
+                state.shape, state.batch = (int(dims[0]),), dims[1]
+                input_size = int(dims[0])
+                builder = ChainBuilder(input_size)
+                op.builder = builder
+                metadata["input_columns_are_samples"] = True
+            op.apply()
+            if math.prod(state.shape) != builder.width:
+                raise AssertionError(f"{label}: width bookkeeping")  # pragma: no cover
+            running = node.output[0]
+        if running != output:
+            raise UnsupportedError(
+                f"{self.where}: the chain ends at {running!r}, not at the output {output!r}"
+            )
+        input_shape = tuple(int(d) for d in dims[1:]) if len(dims) >= 3 else None
+        if metadata.get("input_columns_are_samples"):
+            input_shape = None
+        return builder.network(input_size, head, self.graph.name, metadata, input_shape)
+
+
+class _State:
+    """The running tensor: per-sample shape, whether dimension 0 is a batch, element type."""
+
+    def __init__(self, batched: bool, batch: int | None, shape: tuple[int, ...], elem_type: int):
+        self.batched = batched
+        self.batch = batch
+        self.shape = shape
+        self.elem_type = elem_type
+
+    @property
+    def full(self) -> str:
+        return _dims(((self.batch,) if self.batched else ()) + self.shape)
+
+
+class _Op:
+    """One node applied to the running tensor."""
+
+    def __init__(self, reader: _Reader, node: Any, label: str, slot: int,
+                 consts: dict[int, np.ndarray], attrs: dict[str, Any], state: _State,
+                 builder: ChainBuilder) -> None:
+        self.reader, self.node, self.slot = reader, node, slot
+        self.label = label
+        self.consts, self.attrs, self.state, self.builder = consts, attrs, state, builder
+        self.opset = reader.opset
+
+    def fail(self, message: str) -> UnsupportedError:
+        return UnsupportedError(f"{self.reader.where}: {self.label}: {message}")
+
+    def need_slot(self, slot: int) -> None:
+        if self.slot != slot:
+            raise self.fail(
+                f"the running tensor must be input {slot}, found it at input {self.slot}"
+            )
+
+    def apply(self) -> None:
+        getattr(self, "op_" + self.node.op_type)()
+
+    # -- shape-only ops ------------------------------------------------------------------------
+    def op_Identity(self) -> None:
+        pass
+
+    def op_Cast(self) -> None:
+        to = int(self.attrs.get("to", 0))
+        if to not in _FLOAT_TYPES:
+            raise self.fail(f"casts to type {to}; only casts to float or double are supported")
+        self.state.elem_type = to
+
+    def op_Dropout(self) -> None:
+        self.need_slot(0)
+        training = self.consts.get(2)
+        if training is not None and np.any(training):
+            raise self.fail("training_mode is true; only inference (no dropout) is supported")
+
+    def op_Flatten(self) -> None:
+        s = self.state
+        rank = len(s.shape) + s.batched
+        axis = int(self.attrs.get("axis", 1))
+        axis = axis + rank if axis < 0 else axis
+        if not s.batched or axis != 1:
+            raise self.fail(
+                f"Flatten(axis={self.attrs.get('axis', 1)}) of a {s.full} tensor would mix the "
+                "batch dimension with features; expected axis 1 on a batched input"
+            )
+        s.shape = (math.prod(s.shape),)
+
+    def op_Reshape(self) -> None:
+        self.need_slot(0)
+        s = self.state
+        target = self.consts.get(1)
+        if target is None or target.dtype.kind not in "iu" or target.ndim != 1:
+            raise self.fail("expected a constant 1-D integer shape")
+        allowzero = bool(self.attrs.get("allowzero", 0))
+        full = (((s.batch,) if s.batched else ()) + s.shape)
+        t = [int(v) for v in target]
+        shown = [int(v) for v in target]
+        if any(v == 0 for v in t) and allowzero:
+            raise self.fail(f"allowzero=1 with a 0 in {t}: an empty tensor")
+        t = [full[i] if v == 0 and i < len(full) else v for i, v in enumerate(t)]
+        if any(v is None for v in t) or sum(v == -1 for v in t) > 1 or any(
+            v < -1 or v == 0 for v in t  # type: ignore[operator]
+        ):
+            raise self.fail(f"cannot resolve the shape {shown} for a {s.full} tensor")
+        if s.batched:
+            head, rest = t[0], t[1:]
+            keeps_batch = head == full[0] if full[0] is not None and head != -1 else (
+                head == -1 and -1 not in rest
+            )
+            if t[0] == full[0] and full[0] is None:
+                keeps_batch = True  # 0 copied the symbolic batch dimension
+            if not keeps_batch:
+                raise self.fail(
+                    f"reshaping a {s.full} tensor to {shown} does not keep dimension 0 "
+                    "(the batch); only per-sample reshapes are supported"
+                )
+        else:
+            rest = t
+        n = math.prod(s.shape)
+        if -1 in rest:
+            known = math.prod(v for v in rest if v != -1)
+            if n % known:
+                raise self.fail(f"cannot reshape {n} features to {shown}")
+            rest = [n // known if v == -1 else v for v in rest]
+        if math.prod(rest) != n:
+            raise self.fail(f"cannot reshape {n} features ({s.full}) to {shown}")
+        s.shape = tuple(rest) if rest else (1,)
+
+    # -- affine ops ----------------------------------------------------------------------------
+    def _vector_input(self, op: str) -> int:
+        if len(self.state.shape) != 1:
+            raise self.fail(f"{op} needs one sample to be a flat vector, got {self.state.full}")
+        return self.state.shape[0]
+
+    def _weights(self, slot: int) -> np.ndarray:
+        w = self.consts.get(slot)
+        if w is None or w.dtype.kind != "f" or w.ndim != 2:
+            got = "none" if w is None else f"{w.dtype} of shape {w.shape}"
+            raise self.fail(f"expected a 2-D float constant at input {slot}, got {got}")
+        return w
+
+    def op_Gemm(self) -> None:
+        self.need_slot(0)
+        if not self.state.batched:
+            raise self.fail(f"Gemm needs a 2-D (batch, features) input, got {self.state.full}")
+        k = self._vector_input("Gemm")
+        alpha = float(self.attrs.get("alpha", 1.0))
+        beta = float(self.attrs.get("beta", 1.0))
+        b = self._weights(1)
+        if self.attrs.get("transB", 0):
+            b = b.T
+        if b.shape[0] != k:
+            raise self.fail(f"B gives {b.shape[0]} rows for {k} features")
+        n = b.shape[1]
+        c = self.consts.get(2)
+        bias = None
+        if c is not None:
+            if c.dtype.kind != "f" or c.ndim > 2:
+                raise self.fail(f"C must be a float scalar, vector or matrix, got {c.shape}")
+            if c.ndim == 2:
+                if c.shape[0] != 1:
+                    raise self.fail(
+                        f"C has {c.shape[0]} rows: a bias per batch row is not a per-sample model"
+                    )
+                c = c[0]
+            if c.size == 1:
+                c = np.full(n, float(c.reshape(-1)[0]))
+            if c.shape != (n,):
+                raise self.fail(f"C of shape {c.shape} does not broadcast to {n} outputs")
+            bias = beta * c
+        self.builder.affine(alpha * b, bias, name=self.node.name or self.label)
+        self.state.shape = (n,)
+
+    def op_MatMul(self) -> None:
+        self.need_slot(0)
+        k = self._vector_input("MatMul")
+        b = self._weights(1)
+        if b.shape[0] != k:
+            raise self.fail(f"B gives {b.shape[0]} rows for {k} features")
+        self.builder.affine(b, None, name=self.node.name or self.label)
+        self.state.shape = (b.shape[1],)
+
+    def op_Add(self) -> None:
+        s = self.state
+        c = self.consts[1 - self.slot]
+        if c.dtype.kind != "f":
+            raise self.fail(f"the added constant has dtype {c.dtype}; expected float")
+        rank = len(s.shape) + s.batched
+        if c.ndim > rank:
+            raise self.fail(f"a constant of shape {c.shape} does not broadcast to {s.full}")
+        c = c.reshape((1,) * (rank - c.ndim) + c.shape)
+        if s.batched:
+            if c.shape[0] != 1:
+                raise self.fail(
+                    f"the constant of shape {c.shape} differs per batch row; expected one bias "
+                    "for every sample"
+                )
+            c = c[0]
+        try:
+            per_sample = np.broadcast_to(c, s.shape)
+        except ValueError:
+            raise self.fail(
+                f"a constant of shape {c.shape} does not broadcast to {s.full}"
+            ) from None
+        self.builder.scale_shift(None, per_sample.reshape(-1), name=self.node.name or self.label)
+
+    def op_BatchNormalization(self) -> None:
+        self.need_slot(0)
+        s = self.state
+        if self.attrs.get("training_mode", 0):
+            raise self.fail("training_mode=1; only inference is supported")
+        if not self.attrs.get("spatial", 1):
+            raise self.fail("spatial=0 is not supported")
+        if not s.batched:
+            raise self.fail(f"needs a (batch, channels, ...) input, got {s.full}")
+        channels = s.shape[0]
+        parts = []
+        for slot, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")):
+            v = self.consts.get(slot)
+            if v is None or v.dtype.kind != "f" or v.shape != (channels,):
+                got = "none" if v is None else f"shape {v.shape}"
+                raise self.fail(f"{what} must be {channels} float values, got {got}")
+            parts.append(v)
+        scale, shift, mean, var = parts
+        eps = float(self.attrs.get("epsilon", 1e-5))
+        if np.any(var + eps <= 0.0):
+            raise self.fail("var + epsilon must be positive")
+        factor = scale / np.sqrt(var + eps)
+        offset = shift - mean * factor
+        spread = math.prod(s.shape[1:])
+        self.builder.scale_shift(
+            np.repeat(factor, spread), np.repeat(offset, spread), name=self.node.name or self.label
+        )
+
+    # -- activations ---------------------------------------------------------------------------
+    def _act(self, act: Activation) -> None:
+        self.need_slot(0)
+        self.builder.activation(act, name=self.node.name or self.label)
+
+    def op_Relu(self) -> None:
+        self._act(Activation("relu"))
+
+    def op_Sigmoid(self) -> None:
+        self._act(Activation("sigmoid"))
+
+    def op_Tanh(self) -> None:
+        self._act(Activation("tanh"))
+
+    def op_LeakyRelu(self) -> None:
+        self._act(Activation("leaky_relu", alpha=float(self.attrs.get("alpha", 0.01))))
+
+    def op_HardSigmoid(self) -> None:
+        alpha = float(self.attrs.get("alpha", 0.2))
+        beta = float(self.attrs.get("beta", 0.5))
+        self._act(Activation("hard_sigmoid", alpha=alpha, beta=beta))
+
+    def op_Clip(self) -> None:
+        # Missing bounds are the element type's extremes (the ONNX default).
+        info = np.finfo(np.float32 if self.state.elem_type == _FLOAT else np.float64)
+        lo, hi = float(info.min), float(info.max)
+        if self.opset < 11:
+            lo = float(self.attrs.get("min", lo))
+            hi = float(self.attrs.get("max", hi))
+        else:
+            for slot in (1, 2):
+                v = self.consts.get(slot)
+                if v is None:
+                    continue
+                if v.size != 1 or v.dtype.kind != "f":
+                    raise self.fail(f"bound {slot} must be one float, got shape {v.shape}")
+                if slot == 1:
+                    lo = float(v.reshape(-1)[0])
+                else:
+                    hi = float(v.reshape(-1)[0])
+        if lo > hi:
+            raise self.fail(f"min {lo!r} > max {hi!r} is not supported")
+        self._act(Activation("clip", alpha=lo, beta=hi))
+
+    def op_Softmax(self) -> None:
+        s = self.state
+        rank = len(s.shape) + s.batched
+        default = -1 if self.opset >= 13 else 1
+        axis = int(self.attrs.get("axis", default))
+        axis = axis + rank if axis < 0 else axis
+        # Opsets < 13 flatten from `axis` on, so there the rows must be the samples.
+        ok = axis == rank - 1 and len(s.shape) == 1 if self.opset >= 13 else axis == int(s.batched)
+        if not ok:
+            raise self.fail(
+                f"Softmax(axis={self.attrs.get('axis', default)}) of a {s.full} tensor is not "
+                "over one sample's features"
+            )
+        self._act(Activation("softmax"))
+
+
+def _dims(dims: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
