@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from templater import scan
 from templater.emit import Emitter
 from templater.literals import literal
 from templater.lower import choose_layouts, lower
@@ -10,6 +11,9 @@ from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
 from templater.render import render
 from templater.targets import Target, get_target
+
+# find_faces refuses a pyramid level above this many pixels (a 8k x 8k level is 512 MB).
+MAX_LEVEL_PIXELS = 1 << 26
 
 _TITLES = {
     "python": (
@@ -26,7 +30,7 @@ _TITLES = {
 def compile(  # shadows the builtin on purpose: templater.compile
     net: Network,
     target: str = "python",
-    layout: str = "auto",
+    layout: str | tuple[str, ...] = "auto",
     passes: tuple[str, ...] = DEFAULT_PASSES,
 ) -> str:
     """The source of a program computing `net` (see the module docs of the generated file)."""
@@ -81,6 +85,21 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         if scalar
         else "float64[:, ::1](float64[:, ::1])",
         "body": "\n".join(emitter.statements(program.body, 1)),
-        "scanner": False,
+        **_scanner_context(net),
     }
     return render(target.template, context)
+
+
+def _scanner_context(net: Network) -> dict[str, object]:
+    """A binary network over square 2-D windows gets find_faces (templates/scanner_*.j2)."""
+    shape = net.input_shape
+    if net.head.kind != "binary" or shape is None or len(shape) != 2 or shape[0] != shape[1]:
+        return {"scanner": False}
+    return {
+        "scanner": True,
+        "window": shape[0],
+        "default_scales": "(" + ", ".join(literal(s) for s in scan.DEFAULT_SCALES) + ")",
+        "default_stride": str(int(scan.DEFAULT_STRIDE)),
+        "default_overlap": literal(scan.DEFAULT_OVERLAP),
+        "max_level_pixels": f"{MAX_LEVEL_PIXELS:_}",
+    }

@@ -114,19 +114,15 @@ def load_model(path: str | os.PathLike) -> Network:
 
 
 def _model_side(path: Path, net: Network, target: str, layouts: tuple[str, ...] | str) -> Side:
-    from templater.compiler import render_program
-    from templater.lower import choose_layouts, lower
-    from templater.passes import run_passes
+    from templater.compiler import compile as compile_network
+    from templater.lower import choose_layouts
     from templater.targets import get_target
 
-    tgt = get_target(target)
-    if isinstance(layouts, str) or len(layouts) != len(net.layers):
+    if not isinstance(layouts, str) and len(layouts) != len(net.layers):
         # Per-layer layouts copied from the other side fit only a network of its depth.
-        single = layouts if isinstance(layouts, str) else _common(layouts)
-        chosen = choose_layouts(net, single, tgt.unroll_budget)
-    else:
-        chosen = layouts
-    text = render_program(net, run_passes(lower(net, chosen)), tgt, chosen)
+        layouts = _common(layouts)
+    chosen = choose_layouts(net, layouts, get_target(target).unroll_budget)
+    text = compile_network(net, target, chosen)
     views = tuple(
         LayerView(_describe(d.activation), d.weights, d.bias, lay)
         for d, lay in zip(net.layers, chosen, strict=True)

@@ -57,6 +57,8 @@ class Emitter:
             return self._if(stmt, depth, "if")
         if isinstance(stmt, For):
             bounds = f"{stmt.stop}" if stmt.start == 0 else f"{stmt.start}, {stmt.stop}"
+            if stmt.step != 1:
+                bounds = f"{stmt.start}, {stmt.stop}, {stmt.step}"
             head = f"{pad}for {stmt.var} in range({bounds}):"
             return [head, *self.statements(stmt.body, depth + 1)]
         if isinstance(stmt, Alloc):

@@ -24,7 +24,8 @@ class Var:
 
 @dataclass(frozen=True)
 class Load:
-    """`array[i]` or `array[i, j]`; an index is a literal int or the name of a loop variable."""
+    """`array[i]` or `array[i, j]`; an index is a literal int, the name of a loop variable, or
+    a loop variable plus a literal offset (`i + 3`)."""
 
     array: str
     index: tuple[int | str, ...]
@@ -93,6 +94,7 @@ class For:
     start: int
     stop: int
     body: tuple[Stmt, ...]
+    step: int = 1
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ def test_rendering_is_identical_across_hash_seeds():
             env = {**os.environ, "PYTHONHASHSEED": seed}
             out = subprocess.run(
                 [sys.executable, "-c", script, str(model), target],
-                env=env, capture_output=True, check=True,
+                env=env,
+                capture_output=True,
+                check=True,
             ).stdout
             outputs.add(out)
         assert len(outputs) == 1

@@ -88,8 +88,13 @@ def test_save_is_deterministic_and_round_trips(tmp_path):
     np.testing.assert_array_equal(back.forward(x), net.forward(x))
     # np.load reads it too, never needing pickle
     with np.load(a, allow_pickle=False) as data:
-        assert set(data.files) == {"header", "layers.0.weights", "layers.0.bias",
-                                   "layers.1.weights", "layers.1.bias"}
+        assert set(data.files) == {
+            "header",
+            "layers.0.weights",
+            "layers.0.bias",
+            "layers.1.weights",
+            "layers.1.bias",
+        }
 
 
 def test_subnormal_weights_round_trip_exactly(tmp_path):
@@ -296,8 +301,9 @@ def test_in_memory_networks_are_checked_too():
 # -- atomic writes (BAD_INPUTS #16) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
-                                     KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    "failure", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()]
+)
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(failure, tmp_path, monkeypatch):
     target = tmp_path / "model.npz"
     target.write_bytes(b"old contents")

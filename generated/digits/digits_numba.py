@@ -165,10 +165,27 @@ def _kernel(x, out):
     l1_s = np.empty(16)
     for j in range(16):
         l1_s[j] = L1_B[j]
-    for i in range(64):
-        xi = x[i]
+    for i in range(0, 64, 8):
+        xi0 = x[i]
+        xi1 = x[i + 1]
+        xi2 = x[i + 2]
+        xi3 = x[i + 3]
+        xi4 = x[i + 4]
+        xi5 = x[i + 5]
+        xi6 = x[i + 6]
+        xi7 = x[i + 7]
         for j in range(16):
-            l1_s[j] = l1_s[j] + L1_W[i, j] * xi
+            l1_s[j] = (
+                l1_s[j]
+                + L1_W[i, j] * xi0
+                + L1_W[i + 1, j] * xi1
+                + L1_W[i + 2, j] * xi2
+                + L1_W[i + 3, j] * xi3
+                + L1_W[i + 4, j] * xi4
+                + L1_W[i + 5, j] * xi5
+                + L1_W[i + 6, j] * xi6
+                + L1_W[i + 7, j] * xi7
+            )
     l1_h = np.empty(16)
     for j in range(16):
         if l1_s[j] > 0.0:

@@ -1,0 +1,1 @@
+"""Training data: the face / non-face windows (`faces`)."""

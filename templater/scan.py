@@ -1,0 +1,187 @@
+"""The reference face scan: image pyramid, sliding windows, scores, non-maximum suppression.
+
+This module is the living definition of `find_faces` in the generated programs; a port must
+return the same boxes. Every convention, in the order the scan applies them:
+
+Image. A 2-D float array (H, W), grayscale, values in [0, 1] (see `templater.data.faces.gray`).
+
+Pyramid. For each scale s in `scales`, in the given order, the level has
+`Ho = floor(H * s)` rows and `Wo = floor(W * s)` columns (the products taken in float64). A level
+with `Ho < 25` or `Wo < 25` is skipped. Level pixel (r, c) samples the image bilinearly at
+
+    y = min(max((r + 0.5) / s - 0.5, 0), H - 1)
+    x = min(max((c + 0.5) / s - 0.5, 0), W - 1)
+    y0 = floor(y); x0 = floor(x); y1 = min(y0 + 1, H - 1); x1 = min(x0 + 1, W - 1)
+    fy = y - y0;  fx = x - x0
+    top = I[y0, x0] + fx * (I[y0, x1] - I[y0, x0])
+    bot = I[y1, x0] + fx * (I[y1, x1] - I[y1, x0])
+    level[r, c] = top + fy * (bot - top)
+
+(exactly these float64 operations, in this order). At s = 1 the level equals the image.
+
+Windows. 25 x 25 windows at rows r = 0, stride, 2*stride, ... while r + 25 <= Ho, and the same
+for columns; enumerated row-major (r outer, c inner); each window flattened row-major into 625
+inputs. The network applies its stored input normalisation to each window itself.
+
+Scores. `net.forward(windows, exact)[:, 0]`; a window is kept when `score > threshold`
+(strictly; the default threshold is the model's head threshold).
+
+Boxes. A kept window at (r, c) of the level of scale s becomes the box
+`(row, col, size, score) = (r / s, c / s, 25 / s, score)` in original-image pixels (float64).
+Candidates are listed level by level, in window order.
+
+Non-maximum suppression. Candidates sorted by score, descending, stable (ties keep the candidate
+order). Greedily: the first remaining box is kept and every later box whose IoU with it is
+strictly greater than `overlap` (default 0.3) is dropped. IoU of two squares:
+`inter = max(0, min(r1+s1, r2+s2) - max(r1, r2)) * max(0, min(c1+s1, c2+s2) - max(c1, c2))`,
+`iou = inter / (s1*s1 + s2*s2 - inter)`. The result lists the kept boxes in that sorted order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from templater.errors import UsageError
+from templater.network import Network
+
+WINDOW = 25
+# Scale steps of ~0.8 from 1 down to 0.2: faces of 25 to 125 pixels.
+DEFAULT_SCALES = (1.0, 0.8, 0.64, 0.5, 0.4, 0.32, 0.25, 0.2)
+DEFAULT_STRIDE = 2
+DEFAULT_OVERLAP = 0.3
+# Windows scored per call to net.forward: bounds memory (4096 * 625 * 8 bytes = 20 MB).
+CHUNK = 4096
+
+
+def check_image(image: object) -> np.ndarray:
+    """The image as a float64 (H, W) array, or a UsageError saying what is wrong."""
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise UsageError(f"image must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise UsageError(f"image must be 2-D grayscale (H, W), got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise UsageError("image contains NaN or infinite pixels")
+    return arr
+
+
+def pyramid_level(image: np.ndarray, s: float) -> np.ndarray:
+    """The image resampled at scale `s` (see the module docstring for the exact formula)."""
+    img = check_image(image)
+    if not (math.isfinite(s) and s > 0.0):
+        raise UsageError(f"scale must be a positive number, got {s!r}")
+    h, w = img.shape
+    ho, wo = math.floor(h * s), math.floor(w * s)
+    y = np.minimum(np.maximum((np.arange(ho) + 0.5) / s - 0.5, 0.0), h - 1.0)
+    x = np.minimum(np.maximum((np.arange(wo) + 0.5) / s - 0.5, 0.0), w - 1.0)
+    y0 = np.floor(y).astype(np.intp)
+    x0 = np.floor(x).astype(np.intp)
+    y1 = np.minimum(y0 + 1, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    fy = (y - y0)[:, None]
+    fx = (x - x0)[None, :]
+    a, b = img[y0][:, x0], img[y0][:, x1]
+    c, d = img[y1][:, x0], img[y1][:, x1]
+    top = a + fx * (b - a)
+    bot = c + fx * (d - c)
+    return top + fy * (bot - top)
+
+
+def windows(level: np.ndarray, stride: int = DEFAULT_STRIDE) -> tuple[np.ndarray, np.ndarray]:
+    """All 25x25 windows of a level: positions (n, 2) as (r, c) and pixels (n, 625), row-major."""
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise UsageError(f"stride must be a positive integer, got {stride!r}")
+    ho, wo = level.shape
+    if ho < WINDOW or wo < WINDOW:
+        return np.zeros((0, 2), dtype=np.intp), np.zeros((0, WINDOW * WINDOW))
+    rows = np.arange(0, ho - WINDOW + 1, stride)
+    cols = np.arange(0, wo - WINDOW + 1, stride)
+    view = np.lib.stride_tricks.sliding_window_view(level, (WINDOW, WINDOW))
+    pixels = view[rows][:, cols].reshape(-1, WINDOW * WINDOW)
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    positions = np.stack([rr.ravel(), cc.ravel()], axis=1)
+    return positions, np.ascontiguousarray(pixels, dtype=np.float64)
+
+
+def window_scores(net: Network, pixels: np.ndarray, exact: bool = False) -> np.ndarray:
+    """The score of every window, computed in chunks of CHUNK windows."""
+    out = np.empty(pixels.shape[0])
+    for start in range(0, pixels.shape[0], CHUNK):
+        out[start : start + CHUNK] = net.forward(pixels[start : start + CHUNK], exact=exact)[:, 0]
+    return out
+
+
+def candidates(
+    net: Network,
+    image: np.ndarray,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    stride: int = DEFAULT_STRIDE,
+    threshold: float | None = None,
+    exact: bool = False,
+) -> np.ndarray:
+    """Every window scoring above the threshold as a box (row, col, size, score), before NMS."""
+    _check_net(net)
+    img = check_image(image)
+    thr = net.head.threshold if threshold is None else float(threshold)
+    found = []
+    for s in scales:
+        level = pyramid_level(img, float(s))
+        positions, pixels = windows(level, stride)
+        if not len(positions):
+            continue
+        scores = window_scores(net, pixels, exact=exact)
+        keep = scores > thr
+        pos = positions[keep].astype(np.float64)
+        s = float(s)
+        found.append(
+            np.stack(
+                [pos[:, 0] / s, pos[:, 1] / s, np.full(pos.shape[0], WINDOW / s), scores[keep]],
+                axis=1,
+            )
+        )
+    return np.concatenate(found) if found else np.zeros((0, 4))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of square box `a` (row, col, size, ...) with each row of `b`."""
+    dr = np.maximum(0.0, np.minimum(a[0] + a[2], b[:, 0] + b[:, 2]) - np.maximum(a[0], b[:, 0]))
+    dc = np.maximum(0.0, np.minimum(a[1] + a[2], b[:, 1] + b[:, 2]) - np.maximum(a[1], b[:, 1]))
+    inter = dr * dc
+    return inter / (a[2] * a[2] + b[:, 2] * b[:, 2] - inter)
+
+
+def non_max_suppression(boxes: np.ndarray, overlap: float = DEFAULT_OVERLAP) -> np.ndarray:
+    """Greedy NMS: by score descending (stable), drop boxes with IoU > overlap with a kept one."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(-boxes[:, 3], kind="stable")
+    ordered = boxes[order]
+    alive = np.ones(len(ordered), dtype=bool)
+    for i in range(len(ordered)):
+        if alive[i] and i + 1 < len(ordered):
+            alive[i + 1 :] &= ~(iou(ordered[i], ordered[i + 1 :]) > overlap)
+    return ordered[alive]
+
+
+def scan(
+    net: Network,
+    image: np.ndarray,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    stride: int = DEFAULT_STRIDE,
+    threshold: float | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    exact: bool = False,
+) -> np.ndarray:
+    """Faces in a grayscale image as an (n, 4) array of (row, col, size, score), best first."""
+    return non_max_suppression(candidates(net, image, scales, stride, threshold, exact), overlap)
+
+
+def _check_net(net: Network) -> None:
+    if net.input_size != WINDOW * WINDOW or net.n_outputs != 1 or net.head.kind != "binary":
+        raise UsageError(
+            f"scanning needs a binary model with {WINDOW * WINDOW} inputs (25x25 windows); "
+            f"this one is {net.architecture} with a {net.head.kind} head"
+        )

@@ -1,0 +1,389 @@
+"""Training orchestration: face data -> search -> threshold on validation -> Network and reports.
+
+Splits are by source (see `templater.data.faces`): 5 folds of sources, fold 0 tests, fold 1
+validates, the rest trains. The threshold is the one with the highest validation accuracy
+(midpoints between sorted validation scores; ties go to the highest, which admits fewer false
+positives). Bootstrapping (Rowley, Baluja and Kanade): after the first search, scan the training
+photos, add the windows scoring above the threshold as non-faces, continue the search, repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from templater.data import faces
+from templater.errors import TemplaterError, UsageError
+from templater.fileio import write_atomic
+from templater.network import Head, Network, Normalization
+from templater.scan import DEFAULT_SCALES
+from templater.search import STRATEGIES, SearchResult, search
+from templater.search.objective import TRAINABLE, Objective, Template
+
+INPUT_SHAPE = (25, 25)
+DEFAULT_ARCH = "625-16-1"
+DEFAULT_EPOCHS = 30
+DEFAULT_BOOTSTRAP = 4
+FOLDS = 5
+BATCH = 64
+# Most false positives kept per photo and bootstrapping round (the hardest ones).
+HARD_PER_PHOTO = 400
+# The share of the first search's budget each bootstrapping round adds.
+ROUND_SHARE = 0.5
+
+# (evaluated so far, total, training loss, validation accuracy)
+TrainProgress = Callable[[int, int, float, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the model; the same config gives a byte-identical model file."""
+
+    arch: str = DEFAULT_ARCH
+    search: str = "sgd"
+    epochs: int | None = None  # sgd: passes over the training set (default DEFAULT_EPOCHS)
+    budget: int | None = None  # programs evaluated in the first search (overrides epochs)
+    seed: int = 0
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    hidden: str = "relu"
+    weight_decay: float = 1e-4
+    lr: float = 2e-3
+    photo_windows: int = 150  # random windows per training photo
+    augment_copies: int = 8  # altered copies per lfw window
+    mine_scales: tuple[float, ...] = DEFAULT_SCALES  # pyramid scanned for false positives
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    network: Network
+    curve: tuple[tuple[int, float], ...]
+    metrics: dict[str, Any]
+    config: TrainConfig
+    first_weights: np.ndarray = field(repr=False)
+
+
+def parse_arch(text: str, input_size: int = INPUT_SHAPE[0] * INPUT_SHAPE[1]) -> tuple[int, ...]:
+    """`625-16-1` -> (625, 16, 1). The input must match the data (625 = 25x25 windows), the
+    output must be 1 score, and there must be at least one hidden layer (a template with holes
+    worth searching; `625-1` would be a bare linear score)."""
+    parts = str(text).strip().split("-")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(
+            f"--arch {text!r} is not sizes joined by '-', like {DEFAULT_ARCH}"
+        ) from None
+    if any(not p.isdigit() for p in parts):
+        raise UsageError(f"--arch {text!r} is not sizes joined by '-', like {DEFAULT_ARCH}")
+    if len(sizes) < 3:
+        raise UsageError(f"--arch {text!r} needs at least one hidden layer, like {DEFAULT_ARCH}")
+    if any(n < 1 for n in sizes):
+        raise UsageError(f"--arch {text!r}: every layer needs at least 1 unit")
+    if any(n > 4096 for n in sizes[1:]):
+        raise UsageError(f"--arch {text!r}: layers wider than 4096 are not supported for training")
+    if sizes[0] != input_size:
+        raise UsageError(
+            f"--arch {text!r} takes {sizes[0]} inputs but the face windows have {input_size} "
+            f"({INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} pixels)"
+        )
+    if sizes[-1] != 1:
+        raise UsageError(f"--arch {text!r} must end in 1 output (the face score), not {sizes[-1]}")
+    return sizes
+
+
+def validate(config: TrainConfig) -> None:
+    """Every check that needs no data, so bad input fails before any work or file."""
+    parse_arch(config.arch)
+    if config.search not in STRATEGIES:
+        raise UsageError(
+            f"unknown search {config.search!r}; choose one of: {', '.join(STRATEGIES)}"
+        )
+    for name in ("epochs", "budget"):
+        value = getattr(config, name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+    if config.epochs is not None and config.search != "sgd":
+        raise UsageError("--epochs applies to --search sgd; give --budget for random and hillclimb")
+    if config.search != "sgd" and config.budget is None:
+        raise UsageError(f"--search {config.search} needs --budget (programs to evaluate)")
+    if not isinstance(config.bootstrap, int) or config.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be a non-negative integer, got {config.bootstrap!r}")
+    if config.hidden not in TRAINABLE:
+        raise UsageError(
+            f"unknown hidden activation {config.hidden!r}; trainable: {', '.join(TRAINABLE)}"
+        )
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise UsageError(f"weight decay must be finite and >= 0, got {config.weight_decay!r}")
+
+
+def output_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The model and its companions: `<stem>.curve.png`, `.weights.png` and `.metrics.json`."""
+    model = Path(out)
+    stem = model.with_suffix("") if model.suffix == ".npz" else model
+    return {
+        "model": model,
+        "curve": stem.with_name(stem.name + ".curve.png"),
+        "weights": stem.with_name(stem.name + ".weights.png"),
+        "metrics": stem.with_name(stem.name + ".metrics.json"),
+    }
+
+
+def check_writable(out: str | os.PathLike) -> None:
+    """Refuse an output path we could not write, before training (probe file removed at once)."""
+    path = Path(out)
+    if path.is_dir():
+        raise UsageError(f"output {path} is a directory; give a file name like model.npz")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def prepare(
+    config: TrainConfig, test_fold: int = 0, folds: int = FOLDS
+) -> tuple[faces.WindowSet, faces.WindowSet, faces.WindowSet]:
+    """Train (augmented), validation and test window sets for one fold split by source."""
+    base = _base(config.photo_windows)
+    train, val, test = faces.split(base, test_fold, folds, seed=config.seed)
+    rng = np.random.default_rng([config.seed, 1])
+    return faces.augment(train, rng, config.augment_copies), val, test
+
+
+def fit(
+    config: TrainConfig,
+    train: faces.WindowSet,
+    val: faces.WindowSet,
+    progress: TrainProgress | None = None,
+) -> tuple[Network, tuple[tuple[int, float], ...], dict[str, Any]]:
+    """Search, bootstrap, choose the threshold: the network, its curve, and training facts."""
+    validate(config)
+    sizes = parse_arch(config.arch)
+    template = Template.mlp(sizes, config.hidden)
+    norm = Normalization("window")
+    rng = np.random.default_rng([config.seed, 2])
+    first = _first_budget(config, len(train))
+    rounds = [first] + [max(1, int(first * ROUND_SHARE))] * config.bootstrap
+    total = sum(rounds)
+    x_val = norm.apply(val.x)
+    options = {"lr": config.lr} if config.search == "sgd" else {}
+    theta = None
+    curve: list[tuple[int, float]] = []
+    done = 0
+    hard_added = []
+    photos = faces.training_photo_names(train)
+    net = None
+    for index, budget in enumerate(rounds):
+        if index:
+            assert net is not None
+            hard = faces.hard_negatives(
+                net, photos, train, net.head.threshold, HARD_PER_PHOTO, config.mine_scales
+            )
+            hard_added.append(len(hard))
+            train = train.plus(hard)
+        objective = Objective(
+            template, norm.apply(train.x), train.y, x_val, val.y, config.weight_decay
+        )
+        offset = done
+
+        def report(n: int, _total: int, loss: float, err: float, offset: int = offset) -> None:
+            if progress is not None:
+                progress(offset + n, total, loss, 1.0 - err)
+
+        result: SearchResult = search(
+            objective, config.search, budget, rng, report, theta0=theta, offset=offset, **options
+        )
+        theta = result.theta
+        curve.extend(result.curve)
+        done += result.evaluations
+        threshold = choose_threshold(template.forward(theta, x_val), val.y)
+        net = _network(config, template, theta, threshold, norm)
+    assert net is not None
+    facts = {
+        "evaluations": done,
+        "train_windows": len(train),
+        "hard_negatives_per_round": hard_added,
+        "training_photos": list(photos),
+    }
+    return net, tuple(curve), facts
+
+
+def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
+    """Train the default split (fold 0 tests, fold 1 validates) and measure the held-out test."""
+    validate(config)
+    start = time.perf_counter()
+    train_set, val, test = prepare(config)
+    net, curve, facts = fit(config, train_set, val, progress)
+    metrics = {
+        "test": evaluate(net, test),
+        "validation": evaluate(net, val),
+        "threshold": net.head.threshold,
+        "threshold_rule": "highest validation accuracy; ties to the highest threshold",
+        "config": asdict(config),
+        **facts,
+        "test_windows": len(test),
+        "validation_windows": len(val),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    metadata = {
+        "training": {
+            "config": asdict(config),
+            "evaluations": facts["evaluations"],
+            "threshold_rule": metrics["threshold_rule"],
+            "test_accuracy": metrics["test"]["accuracy"],
+            "validation_accuracy": metrics["validation"]["accuracy"],
+            "data": "skimage.data.lfw_subset + face-free scikit-image photos; split by source",
+        }
+    }
+    net = net.with_layers(net.layers, metadata=metadata)
+    return TrainResult(net, curve, metrics, config, net.layers[0].weights)
+
+
+def cross_validate(
+    config: TrainConfig, folds: int = FOLDS, progress: Callable[[int, float], None] | None = None
+) -> dict[str, Any]:
+    """Held-out accuracy over `folds` splits by source (each fold tests once)."""
+    validate(config)
+    if folds < 3:
+        raise UsageError(f"--folds needs at least 3 (test, validation, training), got {folds}")
+    per_fold = []
+    for fold in range(folds):
+        train_set, val, test = prepare(config, fold, folds)
+        net, _, _ = fit(config, train_set, val)
+        m = evaluate(net, test)
+        per_fold.append(m)
+        if progress is not None:
+            progress(fold, m["accuracy"])
+    out: dict[str, Any] = {"folds": folds, "per_fold": per_fold}
+    for key in ("accuracy", "accuracy_lfw", "roc_auc"):
+        values = np.array([m[key] for m in per_fold])
+        out[key] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+    return out
+
+
+def write_outputs(result: TrainResult, out: str | os.PathLike) -> dict[str, Path]:
+    """Render everything to bytes first, then write each file atomically (the model last)."""
+    from templater import plots
+
+    paths = output_paths(out)
+    net = result.network
+    blobs = {
+        "curve": plots.curves_png(
+            {result.config.search: list(result.curve)},
+            f"{net.architecture} trained by {result.config.search}",
+        ),
+        "weights": plots.weights_png(
+            result.first_weights,
+            INPUT_SHAPE,
+            "first-layer weights: what each hidden unit looks for",
+        ),
+        "metrics": json.dumps(result.metrics, indent=2, sort_keys=True) + "\n",
+    }
+    from templater.modelfile import to_bytes
+
+    blobs["model"] = to_bytes(net)
+    for key in ("curve", "weights", "metrics", "model"):
+        write_atomic(paths[key], blobs[key])
+    return paths
+
+
+def evaluate(net: Network, ws: faces.WindowSet) -> dict[str, Any]:
+    """Accuracy (all windows and the lfw_subset ones), ROC AUC, precision and recall."""
+    scores = net.score(ws.x, exact=False)
+    assert isinstance(scores, np.ndarray)
+    pred = scores > net.head.threshold
+    truth = ws.y == 1
+    tp = int(np.sum(pred & truth))
+    fp = int(np.sum(pred & ~truth))
+    fn = int(np.sum(~pred & truth))
+    lfw = ws.kind != 2
+    return {
+        "accuracy": float(np.mean(pred == truth)),
+        "accuracy_lfw": float(np.mean(pred[lfw] == truth[lfw])) if lfw.any() else float("nan"),
+        "roc_auc": roc_auc(scores, ws.y),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "windows": len(ws),
+        "faces": int(truth.sum()),
+    }
+
+
+def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve: P(face score > non-face score), ties counting half."""
+    pos, neg = scores[y == 1], scores[y == 0]
+    if not len(pos) or not len(neg):
+        raise TemplaterError("ROC AUC needs both faces and non-faces")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def choose_threshold(scores: np.ndarray, y: np.ndarray) -> float:
+    """The threshold with the highest accuracy of `score > t` (ties: the highest t)."""
+    s = np.sort(np.unique(scores))
+    cands = np.concatenate([[s[0] - 1.0], (s[:-1] + s[1:]) / 2.0, [s[-1] + 1.0]])
+    truth = y == 1
+    acc = np.array([np.mean((scores > t) == truth) for t in cands])
+    best = np.flatnonzero(acc == acc.max())[-1]
+    return float(cands[best])
+
+
+def _first_budget(config: TrainConfig, n_train: int) -> int:
+    if config.budget is not None:
+        return config.budget
+    if config.search != "sgd":
+        raise UsageError(f"--search {config.search} needs --budget (programs to evaluate)")
+    epochs = DEFAULT_EPOCHS if config.epochs is None else config.epochs
+    return epochs * math.ceil(n_train / BATCH)
+
+
+def _network(
+    config: TrainConfig,
+    template: Template,
+    theta: np.ndarray,
+    threshold: float,
+    norm: Normalization,
+) -> Network:
+    return Network(
+        input_size=template.sizes[0],
+        layers=template.layers(theta),
+        head=Head("binary", threshold),
+        normalization=norm,
+        input_shape=INPUT_SHAPE,
+        name=f"face {config.arch} ({config.search}, seed {config.seed})",
+    )
+
+
+_BASE_CACHE: dict[int, faces.WindowSet] = {}
+
+
+def _base(photo_windows: int) -> faces.WindowSet:
+    # The base set depends only on its size (its own fixed seed), so folds and runs share it.
+    if photo_windows not in _BASE_CACHE:
+        _BASE_CACHE[photo_windows] = faces.base_windows(photo_windows, seed=0)
+    return _BASE_CACHE[photo_windows]
+
+
+def with_changes(config: TrainConfig, **changes: Any) -> TrainConfig:
+    return replace(config, **changes)

@@ -1,0 +1,73 @@
+"""templater bench: the quick mode on a tiny network gives a complete table and JSON.
+
+Never asserts a timing: only that every figure is there, positive and finite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from templater import bench
+from templater.cli import main
+from templater.errors import UsageError
+
+TINY = "24-4-1"  # not square: no scanner, so the fresh-process compiles stay short
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = CliRunner().invoke(
+        main, ["bench", "--quick", "--arch", TINY, "--no-scan", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads(out.read_text())
+
+
+def test_table_has_every_section(quick_run):
+    output, _ = quick_run
+    for section in ("compile", "single", "in-loop", "batch"):
+        assert f"| {TINY} | {section} |" in output
+    assert "FMA peak:" in output
+    for baseline in ("numpy float64", "numpy float32", "onnxruntime float32", "plain numba loop"):
+        assert baseline in output
+
+
+def test_json_figures_are_positive_and_finite(quick_run):
+    _, data = quick_run
+    assert data["config"]["archs"] == [TINY] and data["config"]["quick"] is True
+    peak = data["machine"]["fma_peak_gmacs"]
+    assert math.isfinite(peak) and peak > 0
+    assert "measured" in data["machine"]["peak_method"]
+    rows = data["rows"]
+    assert {r["section"] for r in rows} == {"compile", "single", "in-loop", "batch"}
+    for row in rows:
+        assert row["network"] == TINY
+        assert math.isfinite(row["value"]) and row["value"] > 0, row
+        if row["baseline"]:
+            assert math.isfinite(row["baseline_value"]) and row["baseline_value"] > 0, row
+            assert math.isfinite(row["speedup"]) and row["speedup"] > 0, row
+    compile_figures = {r["what"] for r in rows if r["section"] == "compile"}
+    assert {
+        "code generation",
+        "source size",
+        "numba cold compile (fresh process)",
+        "cached first call (fresh process)",
+        "peak memory, cold compile process",
+    } <= compile_figures
+
+
+def test_random_network_is_deterministic():
+    a, b = bench.random_network("625-8-1", seed=3), bench.random_network("625-8-1", seed=3)
+    assert a.digest() == b.digest()
+    assert a.architecture == "625-8-1" and a.input_shape == (25, 25)
+
+
+@pytest.mark.parametrize("arch", ["625", "625-8-2", "a-b", "0-1"])
+def test_bad_architectures_are_refused(arch):
+    with pytest.raises(UsageError):
+        bench.parse_arch(arch)
