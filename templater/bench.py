@@ -275,13 +275,30 @@ start = time.perf_counter()
 module = import_program(sys.argv[1])
 module.score(np.zeros(module.N_INPUTS))
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# the batch and scan functions compile on first use: timed apart
+start = time.perf_counter()
+module.score_batch(np.zeros((8, module.N_INPUTS)))
+batch = time.perf_counter() - start
+scan = None
+if hasattr(module, "find_faces"):
+    start = time.perf_counter()
+    module.find_faces(np.zeros((2 * module.WINDOW, 2 * module.WINDOW)))
+    scan = time.perf_counter() - start
+# VmHWM is this process's own peak: ru_maxrss can carry the forking parent's over exec
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+except (OSError, StopIteration):
+    pass
+print(json.dumps({"seconds": seconds, "batch_seconds": batch, "scan_seconds": scan,
+                  "peak_mb": peak}))
 """
 
 
-def fresh_import(path: Path, cache_dir: Path) -> dict[str, float]:
-    """Import the program and call it once in a new process using numba cache `cache_dir`."""
+def fresh_import(path: Path, cache_dir: Path) -> dict[str, float | None]:
+    """In a new process using numba cache `cache_dir`: import the program and call score once,
+    then score_batch and find_faces (if there is one) once each, each timed."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
     done = subprocess.run(
         [sys.executable, "-c", _FRESH, str(path)], env=env, capture_output=True, text=True
@@ -291,8 +308,8 @@ def fresh_import(path: Path, cache_dir: Path) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compile_figures(net: Network, layout: str, folder: Path, repeats: int) -> dict[str, float]:
-    """Code generation time, source size, cold and cached first call, peak memory."""
+def compile_figures(net: Network, layout: str, folder: Path, repeats: int) -> dict[str, Any]:
+    """Code generation time, source size, cold and cached first calls, peak memory."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
 
@@ -314,6 +331,10 @@ def compile_figures(net: Network, layout: str, folder: Path, repeats: int) -> di
         "source_kb": len(source.encode()) / 1024,
         "cold_s": cold["seconds"],
         "cached_s": cached["seconds"],
+        "cold_batch_s": cold["batch_seconds"],
+        "cached_batch_s": cached["batch_seconds"],
+        "cold_scan_s": cold["scan_seconds"],
+        "cached_scan_s": cached["scan_seconds"],
         "peak_mb": cold["peak_mb"],
     }
 
@@ -450,6 +471,11 @@ def _bench_network(
     add("compile", "source size", c["source_kb"], "kB")
     add("compile", "numba cold compile (fresh process)", c["cold_s"], "s")
     add("compile", "cached first call (fresh process)", c["cached_s"], "s")
+    for what, key in (("score_batch", "batch_s"), ("find_faces", "scan_s")):
+        if c[f"cold_{key}"] is not None:
+            cold = c[f"cold_{key}"]
+            add("compile", f"then first {what}, cold (compiled on first use)", cold, "s")
+            add("compile", f"then first {what}, cached", c[f"cached_{key}"], "s")
     add("compile", "peak memory, cold compile process", c["peak_mb"], "MB")
     program = import_program(c["path"])
     x = rng.random(net.input_size)
@@ -493,6 +519,19 @@ def _bench_network(
         "",
         note=f"peak {peak:.1f} GMAC/s",
     )
+    out = np.empty(len(rows))
+    t_block = time_call(lambda: program._rows_kernel(rows, out), rep) / len(rows)
+    block_rate = macs / t_block / 1e9
+    add(
+        "in-loop",
+        "_rows_kernel multiply-add rate (one thread)",
+        block_rate,
+        "GMAC/s",
+        "plain numba loop",
+        macs / t_plain / 1e9,
+        speedup=block_rate / (macs / t_plain / 1e9),
+        note=f"{program.BLOCK} rows per pass; {block_rate / peak:.2f} of the FMA peak",
+    )
 
     progress(f"{arch}: batch")
     batch = rng.random((config.batch_size, net.input_size))
@@ -514,6 +553,7 @@ def _bench_network(
             name,
             n / seconds,
             speedup=seconds / ours,
+            note=f"{program.THREADS} threads; {macs * n / ours / 1e9:.1f} GMAC/s",
         )
 
     if image is not None and net.input_shape == (25, 25):
@@ -612,6 +652,7 @@ def _sweep(
         note = f"{net.n_parameters} parameters"
         add("size sweep", "code generation", c["generate_s"], "s", note=note)
         add("size sweep", "numba cold compile (fresh process)", c["cold_s"], "s", note=note)
+        add("size sweep", "then first score_batch, cold", c["cold_batch_s"], "s", note=note)
         add("size sweep", "peak memory, cold compile process", c["peak_mb"], "MB", note=note)
         add("size sweep", "source size", c["source_kb"], "kB", note=note)
 

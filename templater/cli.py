@@ -112,15 +112,19 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
     "--search", "strategy", type=click.Choice(["sgd", "random", "hillclimb"]), default="sgd",
     show_default=True, help="How to fill the template's weights.",
 )
-@click.option("--epochs", type=int, default=None, help="SGD passes over the training set [30].")
+@click.option("--epochs", type=int, default=None, help="SGD passes over the training set [60].")
 @click.option("--budget", type=int, default=None, help="Programs (weight settings) to evaluate.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--bootstrap", type=int, default=None, help="Rounds of mined false positives [4].")
+@click.option("--bootstrap", type=int, default=None, help="Rounds of mined false positives [6].")
 @click.option("--folds", type=int, default=None, help="Instead: K-fold accuracy by source image.")
+@click.option(
+    "--final", is_flag=True,
+    help="Train on the test fold too (the shipped detector): only validation metrics.",
+)
 @click.option("-o", "--output", type=click.Path(), default="model.npz", show_default=True)
 def train(
     arch: str, strategy: str, epochs: int | None, budget: int | None, seed: int,
-    bootstrap: int | None, folds: int | None, output: str,
+    bootstrap: int | None, folds: int | None, final: bool, output: str,
 ) -> None:
     """Train the face / non-face template on scikit-image's faces and photos."""
     from templater import train as training
@@ -128,6 +132,7 @@ def train(
     config = training.TrainConfig(
         arch=arch, search=strategy, epochs=epochs, budget=budget, seed=seed,
         bootstrap=training.DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap,
+        final=final,
     )
     training.validate(config)
     if folds is not None:
@@ -151,10 +156,11 @@ def train(
 
         result = training.train(config, progress)
     paths = training.write_outputs(result, output)
-    test = result.metrics["test"]
+    split = "test" if result.metrics["test"] else "validation"
+    m = result.metrics[split]
     click.echo(
-        f"test accuracy {test['accuracy']:.4f} (lfw windows {test['accuracy_lfw']:.4f}), "
-        f"ROC AUC {test['roc_auc']:.4f}, threshold {result.network.head.threshold:.4f}, "
+        f"{split} accuracy {m['accuracy']:.4f} (lfw windows {m['accuracy_lfw']:.4f}), "
+        f"ROC AUC {m['roc_auc']:.4f}, threshold {result.network.head.threshold:.4f}, "
         f"{result.metrics['seconds']:.1f} s"
     )
     for path in paths.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from templater import scan
 from templater.emit import Emitter
 from templater.literals import literal
-from templater.lower import choose_layouts, lower
+from templater.lower import BLOCK, block_program, choose_layouts, lower
 from templater.network import Network
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
@@ -22,7 +22,8 @@ _TITLES = {
     ),
     "numba": (
         "a Numba program",
-        "Needs only numpy and numba; each function is compiled on import (cached on disk).",
+        "Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions\n"
+        "on first use (all cached on disk).",
     ),
 }
 
@@ -50,10 +51,14 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
     emitter = Emitter(target)
     tables = "\n".join(line for t in program.tables for line in (*emitter.table(t), ""))
     scalar = program.returns_scalar
+    block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
     title, note = _TITLES[target.name]
     imports = ""
     if target.name == "numba":
-        imports = "import math\n\nimport numpy as np\nfrom numba import njit"
+        imports = (
+            "import math\nimport os\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+            "import numpy as np\nfrom numba import njit"
+        )
     head = net.head
     context = {
         "digest": net.digest(),
@@ -80,11 +85,11 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         "kernel_params": "x" if scalar else "x, out",
         "kernel_signature": "float64(float64[::1])"
         if scalar
-        else "void(float64[::1], float64[::1])",
-        "batch_signature": "float64[::1](float64[:, ::1])"
-        if scalar
-        else "float64[:, ::1](float64[:, ::1])",
+        else "boolean(float64[::1], float64[::1])",
         "body": "\n".join(emitter.statements(program.body, 1)),
+        "block": BLOCK,
+        "block_allocs": "\n".join(emitter.statements(block_allocs, 1)),
+        "block_body": "\n".join(emitter.statements(block_body, 2)),
         **_scanner_context(net),
     }
     return render(target.template, context)

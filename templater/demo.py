@@ -195,9 +195,9 @@ def run_demo(
     if retrain:
         from templater.train import TrainConfig, train, write_outputs
 
-        log("training the face model (templater.train defaults)...")
+        log("training the face model (templater train --final: the shipped recipe)...")
         start = time.perf_counter()
-        result = train(TrainConfig())
+        result = train(TrainConfig(final=True))
         timings["train"] = time.perf_counter() - start
         model_path = out_dir / "face_model.npz"
         write_outputs(result, model_path)

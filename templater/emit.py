@@ -62,7 +62,8 @@ class Emitter:
             head = f"{pad}for {stmt.var} in range({bounds}):"
             return [head, *self.statements(stmt.body, depth + 1)]
         if isinstance(stmt, Alloc):
-            return [f"{pad}{stmt.name} = {self.target.alloc.format(size=stmt.size)}"]
+            alloc = self.target.alloc_rows if stmt.rows else self.target.alloc
+            return [f"{pad}{stmt.name} = {alloc.format(size=stmt.size, rows=stmt.rows)}"]
         if isinstance(stmt, Return):
             return [f"{pad}return {self.expr(stmt.value)}"]
         raise TypeError(f"no emitter for statement {type(stmt).__name__}")

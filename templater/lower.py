@@ -41,6 +41,8 @@ LAYOUTS = ("auto", "unrolled", "table")
 MAX_TERMS = 64
 # Inputs a table layer adds per pass over its neurons (measured: 8 beats 1 and 4).
 INPUTS_PER_PASS = 8
+# Rows the batch and scan kernel scores per pass: each weight it loads serves BLOCK rows.
+BLOCK = 4
 
 
 @dataclass(frozen=True)
@@ -356,3 +358,122 @@ def _window_normalization(n: int, eps: float) -> list[Stmt]:
 def _describe(act: Activation) -> str:
     params = [f"{k}={getattr(act, k)!r}" for k in ("alpha", "beta") if getattr(act, k) is not None]
     return f"{act.name}({', '.join(params)})" if params else act.name
+
+
+# -- the block form: BLOCK rows per pass ------------------------------------------------------
+
+
+def block_program(
+    program: Program, block: int = BLOCK
+) -> tuple[tuple[Stmt, ...], tuple[Stmt, ...]]:
+    """`program` for `block` rows at once: (its scratch allocations, one pass's statements).
+
+    A pass reads rows `r`, `r + 1`, ..., `r + block - 1` of the 2-D input `x` and writes
+    `out[r + b]` (or `out[r + b, k]`). Row-wise statements run in a loop over `b`, each
+    vector gaining a leading row index; a table layer's input-major loop loads each weight once
+    for all the rows. Every row keeps the single-row summation order, so the form is exact.
+    """
+    tables = {t.name for t in program.tables}
+    allocs: list[Stmt] = []
+    body: list[Stmt] = []
+    group: list[Stmt] = []
+
+    def flush() -> None:
+        if group:
+            body.append(For("b", 0, block, tuple(group)))
+            group.clear()
+
+    for stmt in program.body:
+        if isinstance(stmt, Alloc):
+            allocs.append(Alloc(stmt.name, stmt.size, rows=block))
+        elif isinstance(stmt, Comment):
+            # inside an open row loop: a scalar may live on past the comment
+            (group if group else body).append(stmt)
+        elif isinstance(stmt, For) and stmt.var == "i" and isinstance(stmt.body[-1], For):
+            flush()
+            body.append(_input_major_block(stmt, block))
+        else:
+            group.append(_rowwise(stmt, tables))
+    flush()
+    return tuple(allocs), tuple(body)
+
+
+def _row(array: str, row: int | str) -> str:
+    """The row index of `array` in the block form: the input `x` is read at rows r + b."""
+    if array != "x":
+        return str(row)
+    return "r" if row == 0 else f"r + {row}"
+
+
+def _rowwise(stmt: Stmt, tables: set[str]) -> Stmt:
+    """`stmt` for row `b` of the block: vectors gain the row index, `return v` writes out."""
+
+    def ex(e: Expr) -> Expr:
+        if isinstance(e, Load):
+            return e if e.array in tables else Load(e.array, (_row(e.array, "b"), *e.index))
+        if isinstance(e, BinOp):
+            return BinOp(e.op, ex(e.left), ex(e.right))
+        if isinstance(e, Compare):
+            return Compare(e.op, ex(e.left), ex(e.right))
+        if isinstance(e, Neg):
+            return Neg(ex(e.operand))
+        if isinstance(e, Sum):
+            return Sum(tuple(ex(t) for t in e.terms))
+        if isinstance(e, Call):
+            return Call(e.func, tuple(ex(a) for a in e.args))
+        return e
+
+    def st(s: Stmt) -> Stmt:
+        if isinstance(s, Assign):
+            target = s.target
+            if isinstance(target, Load) and target.array == "out":
+                target = Load("out", ("r + b", *target.index))
+            elif isinstance(target, Load):
+                target = Load(target.array, ("b", *target.index))
+            return Assign(target, ex(s.value))
+        if isinstance(s, If):
+            test = ex(s.test)
+            assert isinstance(test, Compare)
+            return If(test, tuple(st(t) for t in s.body), tuple(st(t) for t in s.orelse))
+        if isinstance(s, For):
+            return For(s.var, s.start, s.stop, tuple(st(t) for t in s.body), s.step)
+        if isinstance(s, Return):
+            return Assign(Load("out", ("r + b",)), ex(s.value))
+        if isinstance(s, Comment):
+            return s
+        raise TypeError(f"no block form for statement {type(s).__name__}")
+
+    return st(stmt)
+
+
+def _input_major_block(loop: For, block: int) -> For:
+    """The input-major loop of `_input_major` for `block` rows: per neuron, each of the pass's
+    weights is loaded once into `w0`, `w1`, ... and used for every row."""
+    *loads, inner = loop.body
+    assert isinstance(inner, For) and len(inner.body) == 1
+    update = inner.body[0]
+    assert isinstance(update, Assign) and isinstance(update.value, Sum)
+    assert isinstance(update.target, Load)
+    s = update.target.array
+    _, *terms = update.value.terms
+    inputs: list[Load] = []
+    for load in loads:
+        assert isinstance(load, Assign) and isinstance(load.value, Load)
+        inputs.append(load.value)
+    head: list[Stmt] = []
+    for b in range(block):
+        head.extend(
+            Assign(Var(f"x{b}_{k}"), Load(v.array, (_row(v.array, b), *v.index)))
+            for k, v in enumerate(inputs)
+        )
+    weights: list[Stmt] = []
+    for k, term in enumerate(terms):
+        assert isinstance(term, BinOp) and isinstance(term.left, Load)
+        weights.append(Assign(Var(f"w{k}"), term.left))
+    sums: list[Stmt] = []
+    for b in range(block):
+        acc = Load(s, (b, "j"))
+        products = (BinOp("*", Var(f"w{k}"), Var(f"x{b}_{k}")) for k in range(len(terms)))
+        sums.append(Assign(acc, Sum((acc, *products))))
+    body = (*head, For("j", inner.start, inner.stop, (*weights, *sums), inner.step))
+    return For(loop.var, loop.start, loop.stop, body, loop.step)

@@ -99,10 +99,12 @@ class For:
 
 @dataclass(frozen=True)
 class Alloc:
-    """A scratch vector of `size` floats (contents undefined until assigned)."""
+    """A scratch vector of `size` floats, or with `rows` a (rows, size) array (contents
+    undefined until assigned)."""
 
     name: str
     size: int
+    rows: int = 0
 
 
 @dataclass(frozen=True)

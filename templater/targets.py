@@ -13,6 +13,7 @@ class Target:
     template: str  # the file skeleton in templater/templates/
     index2: str  # a 2-D table element
     alloc: str  # a scratch vector of floats
+    alloc_rows: str  # a scratch (rows, size) array of floats
     functions: tuple[tuple[str, str], ...]  # IR math function -> source name
     table_open: str
     table_close: str
@@ -29,6 +30,7 @@ PYTHON = Target(
     template="python.py.j2",
     index2="{array}[{i}][{j}]",
     alloc="[0.0] * {size}",
+    alloc_rows="[[0.0] * {size} for _ in range({rows})]",
     functions=(("exp", "_exp"), ("sqrt", "_sqrt"), ("tanh", "_tanh")),
     table_open="",
     table_close="",
@@ -40,6 +42,7 @@ NUMBA = Target(
     template="numba.py.j2",
     index2="{array}[{i}, {j}]",
     alloc="np.empty({size})",
+    alloc_rows="np.empty(({rows}, {size}))",
     functions=(("exp", "math.exp"), ("sqrt", "math.sqrt"), ("tanh", "math.tanh")),
     table_open="np.array(",
     table_close=")",

@@ -31,12 +31,18 @@ from templater.search.objective import TRAINABLE, Objective, Template
 
 INPUT_SHAPE = (25, 25)
 DEFAULT_ARCH = "625-16-1"
-DEFAULT_EPOCHS = 30
-DEFAULT_BOOTSTRAP = 4
+DEFAULT_EPOCHS = 60
+DEFAULT_BOOTSTRAP = 6
+# The detector's operating point: the threshold lets through at most this many boxes per
+# megapixel of the validation photos (face-free, never trained on) after non-max suppression.
+FP_PER_MEGAPIXEL = 1.0
 FOLDS = 5
 BATCH = 64
 # Most false positives kept per photo and bootstrapping round (the hardest ones).
-HARD_PER_PHOTO = 400
+HARD_PER_PHOTO = 2000
+# Mined windows are those scoring above 0 (the loss's boundary), at the scan's own stride.
+MINE_THRESHOLD = 0.0
+MINE_STRIDE = 2
 # The share of the first search's budget each bootstrapping round adds.
 ROUND_SHARE = 0.5
 
@@ -58,7 +64,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     lr: float = 2e-3
     photo_windows: int = 150  # random windows per training photo
-    augment_copies: int = 8  # altered copies per lfw window
+    augment_copies: int = 30  # altered copies per lfw window
+    window_eps: float = 0.05  # normalisation floor: low-contrast windows stay small, not noise
+    final: bool = False  # train on the test fold too (the shipped detector); no test metrics
+    fp_per_megapixel: float = FP_PER_MEGAPIXEL  # the detector's operating point (see above)
     mine_scales: tuple[float, ...] = DEFAULT_SCALES  # pyramid scanned for false positives
 
 
@@ -123,6 +132,10 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(
             f"unknown hidden activation {config.hidden!r}; trainable: {', '.join(TRAINABLE)}"
         )
+    for name in ("window_eps", "fp_per_megapixel"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{name} must be a positive number, got {value!r}")
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
         raise UsageError(f"weight decay must be finite and >= 0, got {config.weight_decay!r}")
 
@@ -161,6 +174,8 @@ def prepare(
     """Train (augmented), validation and test window sets for one fold split by source."""
     base = _base(config.photo_windows)
     train, val, test = faces.split(base, test_fold, folds, seed=config.seed)
+    if config.final:  # every source but the validation fold trains; nothing is left to test
+        train, test = train.plus(test), test.take(np.zeros(len(test), dtype=bool))
     rng = np.random.default_rng([config.seed, 1])
     return faces.augment(train, rng, config.augment_copies), val, test
 
@@ -175,7 +190,7 @@ def fit(
     validate(config)
     sizes = parse_arch(config.arch)
     template = Template.mlp(sizes, config.hidden)
-    norm = Normalization("window")
+    norm = Normalization("window", config.window_eps)
     rng = np.random.default_rng([config.seed, 2])
     first = _first_budget(config, len(train))
     rounds = [first] + [max(1, int(first * ROUND_SHARE))] * config.bootstrap
@@ -192,7 +207,7 @@ def fit(
         if index:
             assert net is not None
             hard = faces.hard_negatives(
-                net, photos, train, net.head.threshold, HARD_PER_PHOTO, config.mine_scales
+                net, photos, train, MINE_THRESHOLD, HARD_PER_PHOTO, config.mine_scales, MINE_STRIDE
             )
             hard_added.append(len(hard))
             train = train.plus(hard)
@@ -214,7 +229,17 @@ def fit(
         threshold = choose_threshold(template.forward(theta, x_val), val.y)
         net = _network(config, template, theta, threshold, norm)
     assert net is not None
+    val_photos = faces.training_photo_names(val)
+    if val_photos:
+        net = net.with_layers(
+            net.layers,
+            head=Head(
+                "binary",
+                detection_threshold(net, val_photos, config.mine_scales, config.fp_per_megapixel),
+            ),
+        )
     facts = {
+        "validation_photos": list(val_photos),
         "evaluations": done,
         "train_windows": len(train),
         "hard_negatives_per_round": hard_added,
@@ -230,10 +255,13 @@ def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainRe
     train_set, val, test = prepare(config)
     net, curve, facts = fit(config, train_set, val, progress)
     metrics = {
-        "test": evaluate(net, test),
+        "test": evaluate(net, test) if len(test) else None,  # --final trains on it
         "validation": evaluate(net, val),
         "threshold": net.head.threshold,
-        "threshold_rule": "highest validation accuracy; ties to the highest threshold",
+        "threshold_rule": (
+            f"at most {FP_PER_MEGAPIXEL:g} box per megapixel on the validation photos "
+            "(face-free, never trained on), after non-max suppression"
+        ),
         "config": asdict(config),
         **facts,
         "test_windows": len(test),
@@ -245,7 +273,7 @@ def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainRe
             "config": asdict(config),
             "evaluations": facts["evaluations"],
             "threshold_rule": metrics["threshold_rule"],
-            "test_accuracy": metrics["test"]["accuracy"],
+            "test_accuracy": metrics["test"]["accuracy"] if metrics["test"] else None,
             "validation_accuracy": metrics["validation"]["accuracy"],
             "data": "skimage.data.lfw_subset + face-free scikit-image photos; split by source",
         }
@@ -337,6 +365,31 @@ def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
 
     ranks = rankdata(np.concatenate([pos, neg]))
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def detection_threshold(
+    net: Network,
+    photos: tuple[str, ...],
+    scales: tuple[float, ...],
+    budget: float = FP_PER_MEGAPIXEL,
+) -> float:
+    """The lowest threshold at which scanning `photos` (face-free) gives at most `budget` boxes
+    per megapixel after non-max suppression, as `find_faces` would report them."""
+    from templater.scan import candidates, non_max_suppression
+
+    megapixels = sum(faces.photo(name).size for name in photos) / 1e6
+    allowed = int(budget * megapixels)
+    found = [candidates(net, faces.photo(name), scales, 2, -np.inf) for name in photos]
+    pool = np.concatenate(found)
+    # Only the best few hundred windows can matter for a budget of a few boxes.
+    scores = np.sort(pool[:, 3])[::-1][: 50 * (allowed + 1)]
+    top = [c[c[:, 3] >= scores[-1]] for c in found]
+    best = scores[0]  # nothing scores strictly above the best window
+    for t in scores[1:]:
+        if sum(len(non_max_suppression(c[c[:, 3] > t])) for c in top) > allowed:
+            break
+        best = t
+    return float(best)
 
 
 def choose_threshold(scores: np.ndarray, y: np.ndarray) -> float:

@@ -2,11 +2,14 @@
 
 Compiled from a trained model: every learned weight is a literal below, every ReLU an
 if/else.
-Needs only numpy and numba; each function is compiled on import (cached on disk).
+Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions
+on first use (all cached on disk).
 Layer layouts: table, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -158,9 +161,25 @@ L1_B = np.array((
     0.49084547324801237, 0.4003399708352629, 0.20551594152939998, -0.10423095787722869, 0.1803790567777621, 0.11334248179053381, -0.16524416239934706, 0.14284256166907952,
 ))
 
+# Rows the batch and scan kernel scores per pass (each weight it loads serves BLOCK rows), and
+# the smallest share of a batch worth a thread of its own.
+BLOCK = 4
+PART_ROWS = 256
+# Threads for batches and scans: the CPUs this process may run on.
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_pool = None  # (process id, thread pool), made on first use
 
-@njit("void(float64[::1], float64[::1])", cache=True)
+
+@njit("boolean(float64[::1], float64[::1])", cache=True)
 def _kernel(x, out):
+    # x holding NaN or infinity gives False: the caller says which problem. x - x != 0
+    # for those only, and the loop vectorises as it has no early exit.
+    bad = False
+    for i in range(64):
+        if x[i] - x[i] != 0.0:
+            bad = True
+    if bad:
+        return False
     # layer 1: dense 64 -> 16, relu, table
     l1_s = np.empty(16)
     for j in range(16):
@@ -445,23 +464,387 @@ def _kernel(x, out):
     out[7] = l2_p7
     out[8] = l2_p8
     out[9] = l2_p9
-
-
-@njit("boolean(float64[:, ::1])", cache=True)
-def _all_finite(rows):
-    for r in range(rows.shape[0]):
-        for i in range(rows.shape[1]):
-            if not math.isfinite(rows[r, i]):
-                return False
     return True
 
 
-@njit("float64[:, ::1](float64[:, ::1])", cache=True)
-def _batch(rows):
-    out = np.empty((rows.shape[0], N_OUTPUTS))
-    for r in range(rows.shape[0]):
-        _kernel(rows[r], out[r])
-    return out
+@njit(cache=True, nogil=True)
+def _rows_kernel(x, out):
+    """_kernel of each row of x (at least BLOCK rows) into out, BLOCK rows per pass; False when
+    an input is NaN or infinite. Compiled on first use, as are the scanner's functions."""
+    n_rows = x.shape[0]
+    finite = True
+    l1_s = np.empty((4, 16))
+    l1_h = np.empty((4, 16))
+    for start in range(0, n_rows, BLOCK):
+        # the last pass overlaps the one before it rather than reading past the end
+        r = min(start, n_rows - BLOCK)
+        for b in range(BLOCK):
+            for i in range(64):
+                if x[r + b, i] - x[r + b, i] != 0.0:
+                    finite = False
+        # layer 1: dense 64 -> 16, relu, table
+        for b in range(4):
+            for j in range(16):
+                l1_s[b, j] = L1_B[j]
+        for i in range(0, 64, 8):
+            x0_0 = x[r, i]
+            x0_1 = x[r, i + 1]
+            x0_2 = x[r, i + 2]
+            x0_3 = x[r, i + 3]
+            x0_4 = x[r, i + 4]
+            x0_5 = x[r, i + 5]
+            x0_6 = x[r, i + 6]
+            x0_7 = x[r, i + 7]
+            x1_0 = x[r + 1, i]
+            x1_1 = x[r + 1, i + 1]
+            x1_2 = x[r + 1, i + 2]
+            x1_3 = x[r + 1, i + 3]
+            x1_4 = x[r + 1, i + 4]
+            x1_5 = x[r + 1, i + 5]
+            x1_6 = x[r + 1, i + 6]
+            x1_7 = x[r + 1, i + 7]
+            x2_0 = x[r + 2, i]
+            x2_1 = x[r + 2, i + 1]
+            x2_2 = x[r + 2, i + 2]
+            x2_3 = x[r + 2, i + 3]
+            x2_4 = x[r + 2, i + 4]
+            x2_5 = x[r + 2, i + 5]
+            x2_6 = x[r + 2, i + 6]
+            x2_7 = x[r + 2, i + 7]
+            x3_0 = x[r + 3, i]
+            x3_1 = x[r + 3, i + 1]
+            x3_2 = x[r + 3, i + 2]
+            x3_3 = x[r + 3, i + 3]
+            x3_4 = x[r + 3, i + 4]
+            x3_5 = x[r + 3, i + 5]
+            x3_6 = x[r + 3, i + 6]
+            x3_7 = x[r + 3, i + 7]
+            for j in range(16):
+                w0 = L1_W[i, j]
+                w1 = L1_W[i + 1, j]
+                w2 = L1_W[i + 2, j]
+                w3 = L1_W[i + 3, j]
+                w4 = L1_W[i + 4, j]
+                w5 = L1_W[i + 5, j]
+                w6 = L1_W[i + 6, j]
+                w7 = L1_W[i + 7, j]
+                l1_s[0, j] = (
+                    l1_s[0, j]
+                    + w0 * x0_0
+                    + w1 * x0_1
+                    + w2 * x0_2
+                    + w3 * x0_3
+                    + w4 * x0_4
+                    + w5 * x0_5
+                    + w6 * x0_6
+                    + w7 * x0_7
+                )
+                l1_s[1, j] = (
+                    l1_s[1, j]
+                    + w0 * x1_0
+                    + w1 * x1_1
+                    + w2 * x1_2
+                    + w3 * x1_3
+                    + w4 * x1_4
+                    + w5 * x1_5
+                    + w6 * x1_6
+                    + w7 * x1_7
+                )
+                l1_s[2, j] = (
+                    l1_s[2, j]
+                    + w0 * x2_0
+                    + w1 * x2_1
+                    + w2 * x2_2
+                    + w3 * x2_3
+                    + w4 * x2_4
+                    + w5 * x2_5
+                    + w6 * x2_6
+                    + w7 * x2_7
+                )
+                l1_s[3, j] = (
+                    l1_s[3, j]
+                    + w0 * x3_0
+                    + w1 * x3_1
+                    + w2 * x3_2
+                    + w3 * x3_3
+                    + w4 * x3_4
+                    + w5 * x3_5
+                    + w6 * x3_6
+                    + w7 * x3_7
+                )
+        for b in range(4):
+            for j in range(16):
+                if l1_s[b, j] > 0.0:
+                    l1_h[b, j] = l1_s[b, j]
+                else:
+                    l1_h[b, j] = 0.0
+            # layer 2: dense 16 -> 10, softmax, unrolled
+            l2_h0 = (
+                0.14518965505514306
+                - 1.0617836881645664 * l1_h[b, 0]
+                - 0.27299158100514187 * l1_h[b, 1]
+                + 0.8471635439020822 * l1_h[b, 2]
+                - 1.3335549636200579 * l1_h[b, 3]
+                + 0.18326994558874873 * l1_h[b, 4]
+                - 0.16159407289331462 * l1_h[b, 5]
+                - 0.966621675737611 * l1_h[b, 6]
+                - 0.3260862793284112 * l1_h[b, 7]
+                + 0.7900016487964558 * l1_h[b, 8]
+                - 0.9208850350816662 * l1_h[b, 9]
+                - 0.9820736194841903 * l1_h[b, 10]
+                - 0.3883980792752284 * l1_h[b, 11]
+                + 0.8907782392627174 * l1_h[b, 12]
+                - 0.046707397085526736 * l1_h[b, 13]
+                + 0.15372903345095887 * l1_h[b, 14]
+                + 0.12356564527400483 * l1_h[b, 15]
+            )
+            l2_h1 = (
+                0.2036457305623168
+                - 0.5803988011102976 * l1_h[b, 0]
+                - 0.5044024458785519 * l1_h[b, 1]
+                - 0.5913888888243614 * l1_h[b, 2]
+                + 0.6409093456034649 * l1_h[b, 3]
+                + 0.10315036648053469 * l1_h[b, 4]
+                - 0.39180857775601147 * l1_h[b, 5]
+                + 0.6318758390639482 * l1_h[b, 6]
+                - 0.019533239324344687 * l1_h[b, 7]
+                - 0.14721173766327358 * l1_h[b, 8]
+                - 1.3967507767267622 * l1_h[b, 9]
+                - 0.6538851503372212 * l1_h[b, 10]
+                + 0.10234090229077597 * l1_h[b, 11]
+                - 1.0798059475222603 * l1_h[b, 12]
+                + 0.03108837300413428 * l1_h[b, 13]
+                + 0.9232638752161605 * l1_h[b, 14]
+                + 1.189925689455597 * l1_h[b, 15]
+            )
+            l2_h2 = (
+                0.6809301177258901
+                + 0.9012777442803992 * l1_h[b, 0]
+                - 0.02183885448264444 * l1_h[b, 1]
+                - 0.7420007844868012 * l1_h[b, 2]
+                - 1.1688075094747985 * l1_h[b, 3]
+                - 1.2238794277936682 * l1_h[b, 4]
+                + 0.20205588952820933 * l1_h[b, 5]
+                - 0.8387609440067525 * l1_h[b, 6]
+                - 1.172303956915109 * l1_h[b, 7]
+                + 0.6021294430840957 * l1_h[b, 8]
+                - 0.26353433077644384 * l1_h[b, 9]
+                - 1.1154461093538768 * l1_h[b, 10]
+                - 0.23742895680338838 * l1_h[b, 11]
+                - 0.43964390059143804 * l1_h[b, 12]
+                + 0.5910921275193102 * l1_h[b, 13]
+                + 0.9500121133880007 * l1_h[b, 14]
+                - 0.9848953182211002 * l1_h[b, 15]
+            )
+            l2_h3 = (
+                0.5009001736168983
+                + 1.0350870537516443 * l1_h[b, 0]
+                - 0.17898405491024258 * l1_h[b, 1]
+                - 1.1496103778579692 * l1_h[b, 2]
+                - 0.7511678609469724 * l1_h[b, 3]
+                + 0.09951147771541263 * l1_h[b, 4]
+                + 0.2850101348594269 * l1_h[b, 5]
+                + 0.8262188070928671 * l1_h[b, 6]
+                - 0.8182514402117351 * l1_h[b, 7]
+                - 1.151388798436287 * l1_h[b, 8]
+                - 0.9096693512579095 * l1_h[b, 9]
+                + 0.30606746856486444 * l1_h[b, 10]
+                - 0.2117257363453503 * l1_h[b, 11]
+                + 0.47845189817676653 * l1_h[b, 12]
+                - 0.06611343325265627 * l1_h[b, 13]
+                - 0.18980009462585565 * l1_h[b, 14]
+                - 0.7441942245244537 * l1_h[b, 15]
+            )
+            l2_h4 = (
+                0.2609493204176184
+                - 1.2226294492971013 * l1_h[b, 0]
+                + 0.2738686764273311 * l1_h[b, 1]
+                + 0.2225649759446057 * l1_h[b, 2]
+                + 1.1996833564729796 * l1_h[b, 3]
+                + 0.1815962465936506 * l1_h[b, 4]
+                - 0.4040710533293018 * l1_h[b, 5]
+                + 0.009229143101148557 * l1_h[b, 6]
+                - 0.38296108254003836 * l1_h[b, 7]
+                + 0.32431621000301286 * l1_h[b, 8]
+                + 0.724254642062443 * l1_h[b, 9]
+                - 1.0205883412672294 * l1_h[b, 10]
+                + 0.2531147553298199 * l1_h[b, 11]
+                - 0.899408595440288 * l1_h[b, 12]
+                + 0.947752021256318 * l1_h[b, 13]
+                - 1.0023029258896663 * l1_h[b, 14]
+                + 0.4642242516105224 * l1_h[b, 15]
+            )
+            l2_h5 = (
+                -0.008001294089240482
+                - 0.03031294160761642 * l1_h[b, 0]
+                - 0.23243504388996422 * l1_h[b, 1]
+                - 0.601408890714065 * l1_h[b, 2]
+                - 1.5185348805428545 * l1_h[b, 3]
+                + 0.5715351386384951 * l1_h[b, 4]
+                + 0.21108565037996138 * l1_h[b, 5]
+                + 0.9729523255856057 * l1_h[b, 6]
+                - 0.11208069526845617 * l1_h[b, 7]
+                + 1.1703703409487753 * l1_h[b, 8]
+                - 0.2421037095786413 * l1_h[b, 9]
+                + 0.5717724167479142 * l1_h[b, 10]
+                + 0.36416979056907817 * l1_h[b, 11]
+                - 0.4990395622576212 * l1_h[b, 12]
+                - 0.5575313962009125 * l1_h[b, 13]
+                - 1.0143840278917022 * l1_h[b, 14]
+                - 0.4374641738437695 * l1_h[b, 15]
+            )
+            l2_h6 = (
+                -0.0581049393852855
+                - 0.5000248183655843 * l1_h[b, 0]
+                - 0.23082468616555465 * l1_h[b, 1]
+                - 0.565228736722642 * l1_h[b, 2]
+                - 1.0818384352542545 * l1_h[b, 3]
+                - 0.7952865505139806 * l1_h[b, 4]
+                - 0.4393973314490801 * l1_h[b, 5]
+                + 0.48824122212752674 * l1_h[b, 6]
+                - 0.699013076390541 * l1_h[b, 7]
+                + 0.8219067420411851 * l1_h[b, 8]
+                + 1.210831094535352 * l1_h[b, 9]
+                - 0.661682536137275 * l1_h[b, 10]
+                - 0.1578002829059616 * l1_h[b, 11]
+                + 0.1790248026478506 * l1_h[b, 12]
+                - 0.24681253209258766 * l1_h[b, 13]
+                + 0.2397545728694859 * l1_h[b, 14]
+                + 0.5461193204724696 * l1_h[b, 15]
+            )
+            l2_h7 = (
+                0.1738595689616175
+                + 0.6262612328020429 * l1_h[b, 0]
+                + 0.24243187995073415 * l1_h[b, 1]
+                + 0.8406534140751082 * l1_h[b, 2]
+                + 1.1331307638988795 * l1_h[b, 3]
+                + 0.13700845497016612 * l1_h[b, 4]
+                + 0.4187445158133311 * l1_h[b, 5]
+                - 1.0485948096396953 * l1_h[b, 6]
+                - 1.5036940997751624 * l1_h[b, 7]
+                - 0.009357264321989293 * l1_h[b, 8]
+                + 0.19298036971911328 * l1_h[b, 9]
+                + 0.08343737608738905 * l1_h[b, 10]
+                + 0.2782139602095829 * l1_h[b, 11]
+                - 0.6351924587472517 * l1_h[b, 12]
+                - 0.9918136331742128 * l1_h[b, 13]
+                - 0.5942793769665773 * l1_h[b, 14]
+                - 0.35199199387829744 * l1_h[b, 15]
+            )
+            l2_h8 = (
+                -0.5875455925452757
+                - 0.37885555608059346 * l1_h[b, 0]
+                + 0.17813142143783647 * l1_h[b, 1]
+                + 0.5766006111090387 * l1_h[b, 2]
+                - 0.049492744241440456 * l1_h[b, 3]
+                + 0.16781634087617167 * l1_h[b, 4]
+                + 0.20758580487536904 * l1_h[b, 5]
+                + 0.38015921875463465 * l1_h[b, 6]
+                + 0.5608782141168526 * l1_h[b, 7]
+                - 0.6764209353614179 * l1_h[b, 8]
+                + 0.380628471632329 * l1_h[b, 9]
+                - 0.15669827262583477 * l1_h[b, 10]
+                - 0.34675695951988234 * l1_h[b, 11]
+                - 0.05236998084614875 * l1_h[b, 12]
+                + 0.9444210866091247 * l1_h[b, 13]
+                + 0.9001006438253676 * l1_h[b, 14]
+                - 1.0796023184795571 * l1_h[b, 15]
+            )
+            l2_h9 = (
+                0.0023217599443673925
+                - 0.24946422438866608 * l1_h[b, 0]
+                + 0.05692639732369372 * l1_h[b, 1]
+                - 0.639804466533524 * l1_h[b, 2]
+                + 0.2940187255064728 * l1_h[b, 3]
+                + 0.5930030865964089 * l1_h[b, 4]
+                + 0.0025898850549035323 * l1_h[b, 5]
+                - 0.682803871022103 * l1_h[b, 6]
+                + 1.3109558105928092 * l1_h[b, 7]
+                - 0.43100527152717183 * l1_h[b, 8]
+                - 0.2303997103012692 * l1_h[b, 9]
+                + 0.7679513982667896 * l1_h[b, 10]
+                + 0.09673148181503008 * l1_h[b, 11]
+                + 0.557480544697729 * l1_h[b, 12]
+                - 1.1193477105950227 * l1_h[b, 13]
+                + 0.29687434674010404 * l1_h[b, 14]
+                - 0.7066428600479301 * l1_h[b, 15]
+            )
+            l2_max = l2_h0
+            if l2_h1 > l2_max:
+                l2_max = l2_h1
+            if l2_h2 > l2_max:
+                l2_max = l2_h2
+            if l2_h3 > l2_max:
+                l2_max = l2_h3
+            if l2_h4 > l2_max:
+                l2_max = l2_h4
+            if l2_h5 > l2_max:
+                l2_max = l2_h5
+            if l2_h6 > l2_max:
+                l2_max = l2_h6
+            if l2_h7 > l2_max:
+                l2_max = l2_h7
+            if l2_h8 > l2_max:
+                l2_max = l2_h8
+            if l2_h9 > l2_max:
+                l2_max = l2_h9
+            l2_e0 = math.exp(l2_h0 - l2_max)
+            l2_e1 = math.exp(l2_h1 - l2_max)
+            l2_e2 = math.exp(l2_h2 - l2_max)
+            l2_e3 = math.exp(l2_h3 - l2_max)
+            l2_e4 = math.exp(l2_h4 - l2_max)
+            l2_e5 = math.exp(l2_h5 - l2_max)
+            l2_e6 = math.exp(l2_h6 - l2_max)
+            l2_e7 = math.exp(l2_h7 - l2_max)
+            l2_e8 = math.exp(l2_h8 - l2_max)
+            l2_e9 = math.exp(l2_h9 - l2_max)
+            l2_total = (
+                l2_e0
+                + l2_e1
+                + l2_e2
+                + l2_e3
+                + l2_e4
+                + l2_e5
+                + l2_e6
+                + l2_e7
+                + l2_e8
+                + l2_e9
+            )
+            l2_p0 = l2_e0 / l2_total
+            l2_p1 = l2_e1 / l2_total
+            l2_p2 = l2_e2 / l2_total
+            l2_p3 = l2_e3 / l2_total
+            l2_p4 = l2_e4 / l2_total
+            l2_p5 = l2_e5 / l2_total
+            l2_p6 = l2_e6 / l2_total
+            l2_p7 = l2_e7 / l2_total
+            l2_p8 = l2_e8 / l2_total
+            l2_p9 = l2_e9 / l2_total
+            # outputs
+            out[r + b, 0] = l2_p0
+            out[r + b, 1] = l2_p1
+            out[r + b, 2] = l2_p2
+            out[r + b, 3] = l2_p3
+            out[r + b, 4] = l2_p4
+            out[r + b, 5] = l2_p5
+            out[r + b, 6] = l2_p6
+            out[r + b, 7] = l2_p7
+            out[r + b, 8] = l2_p8
+            out[r + b, 9] = l2_p9
+    return finite
+
+
+def _parallel(run, parts):
+    """run(0), ..., run(parts - 1) on up to THREADS threads (the kernels release the GIL)."""
+    global _pool
+    if parts == 1 or THREADS == 1:
+        for p in range(parts):
+            run(p)
+        return
+    if _pool is None or _pool[0] != os.getpid():  # a forked child has no worker threads
+        _pool = (os.getpid(), ThreadPoolExecutor(THREADS))
+    for _ in _pool[1].map(run, range(parts)):
+        pass
 
 
 def _rows(x, ndim):
@@ -474,16 +857,18 @@ def _rows(x, ndim):
     if x.ndim != ndim or x.shape[-1] != N_INPUTS:
         want = f"({N_INPUTS},)" if ndim == 1 else f"(n, {N_INPUTS})"
         raise ValueError(f"expected an array of shape {want}, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if not _all_finite(x.reshape(-1, N_INPUTS)):
-        raise ValueError("inputs must be finite: found NaN or infinity")
-    return x
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _not_finite():
+    return ValueError("inputs must be finite: found NaN or infinity")
 
 
 def scores(x):
     """The network's N_OUTPUTS outputs for one input: a 1-D array of N_INPUTS numbers."""
     out = np.empty(N_OUTPUTS)
-    _kernel(_rows(x, 1), out)
+    if not _kernel(_rows(x, 1), out):
+        raise _not_finite()
     return out
 
 
@@ -494,4 +879,20 @@ def predict(x):
 
 def score_batch(rows):
     """scores() of each row of a 2-D array, as an array."""
-    return _batch(_rows(rows, 2))
+    x = _rows(rows, 2)
+    n = x.shape[0]
+    if n < BLOCK:  # the kernel scores BLOCK rows at a time: pad with zeros
+        x = np.concatenate((x, np.zeros((BLOCK - n, N_INPUTS))))
+    out = np.empty((x.shape[0], N_OUTPUTS))
+    parts = max(1, min(THREADS, x.shape[0] // PART_ROWS))
+    bounds = [x.shape[0] * p // parts for p in range(parts + 1)]  # each >= BLOCK rows
+    finite = [True] * parts
+
+    def run(p):
+        start, stop = bounds[p], bounds[p + 1]
+        finite[p] = _rows_kernel(x[start:stop], out[start:stop])
+
+    _parallel(run, parts)
+    if not all(finite):
+        raise _not_finite()
+    return out[:n].copy() if n < BLOCK else out

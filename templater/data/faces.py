@@ -20,16 +20,25 @@ from functools import cache
 import numpy as np
 
 from templater.errors import UsageError
-from templater.scan import DEFAULT_SCALES, WINDOW, pyramid_level, window_scores, windows
+from templater.scan import (
+    DEFAULT_SCALES,
+    WINDOW,
+    level_scores,
+    pyramid_level,
+    window_positions,
+)
 
-# Face-free photos that ship with scikit-image (all offline).
+# Face-free photos that ship with scikit-image and scikit-learn (all offline).
 TRAINING_PHOTOS = (
     "brick",
     "cell",
     "chelsea",
+    "checkerboard",
+    "china",
     "clock",
     "coins",
     "colorwheel",
+    "flower",
     "grass",
     "gravel",
     "horse",
@@ -38,7 +47,9 @@ TRAINING_PHOTOS = (
     "logo",
     "microaneurysms",
     "moon",
+    "motorcycle",
     "page",
+    "retina",
     "shepp_logan_phantom",
     "text",
 )
@@ -92,13 +103,25 @@ def gray(image: np.ndarray) -> np.ndarray:
 
 @cache
 def photo(name: str) -> np.ndarray:
-    """A scikit-image photo by name, as grayscale in [0, 1] (read-only; cached)."""
+    """A bundled photo by name, as grayscale in [0, 1] (read-only; cached).
+
+    Names are scikit-image's `skimage.data` loaders, plus `china` and `flower` (scikit-learn's
+    sample images) and `motorcycle` (the left image of skimage's stereo pair).
+    """
     from skimage import data
 
-    loader = getattr(data, name, None)
-    if loader is None:
-        raise UsageError(f"scikit-image has no photo {name!r}")
-    out = gray(loader())
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        raw = load_sample_image(f"{name}.jpg")
+    elif name == "motorcycle":
+        raw = data.stereo_motorcycle()[0]
+    else:
+        loader = getattr(data, name, None)
+        if loader is None:
+            raise UsageError(f"scikit-image has no photo {name!r}")
+        raw = loader()
+    out = gray(raw)
     out.setflags(write=False)
     return out
 
@@ -144,25 +167,31 @@ def base_windows(photo_windows: int = 150, seed: int = 0) -> WindowSet:
 def augment(ws: WindowSet, rng: np.random.Generator, copies: int = 8) -> WindowSet:
     """The windows plus `copies` altered copies of each lfw window (photo windows are plentiful).
 
-    Each copy: mirrored with probability 1/2, shifted by -2..2 pixels in each direction (edges
-    repeated), and given a random contrast (0.7-1.3) and brightness (-0.15..0.15), clipped to
-    [0, 1]. A copy keeps its source's group.
+    Each copy (as Rowley, Baluja and Kanade varied their faces): rotated by up to 15 degrees,
+    scaled by 0.9-1.1 and shifted by up to 1.5 pixels about the centre (bilinear, edges
+    repeated), mirrored with probability 1/2, and given a random contrast (0.7-1.3) and
+    brightness (-0.15..0.15), clipped to [0, 1]. A copy keeps its source's group.
     """
+    from scipy import ndimage
+
     pick = np.flatnonzero(ws.kind != 2)
     if copies <= 0 or not pick.size:
         return ws
     src = np.repeat(pick, copies)
     imgs = ws.x[src].reshape(-1, WINDOW, WINDOW)
     out = np.empty_like(imgs)
-    pad = 2
-    padded = np.pad(imgs, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+    angle = np.deg2rad(rng.uniform(-15.0, 15.0, len(src)))
+    zoom = rng.uniform(0.9, 1.1, len(src))
+    shift = rng.uniform(-1.5, 1.5, (len(src), 2))
     mirror = rng.random(len(src)) < 0.5
-    shifts = rng.integers(-pad, pad + 1, size=(len(src), 2))
     contrast = rng.uniform(0.7, 1.3, len(src))
     brightness = rng.uniform(-0.15, 0.15, len(src))
+    centre = np.full(2, (WINDOW - 1) / 2.0)
     for k in range(len(src)):
-        dr, dc = shifts[k]
-        w = padded[k, pad + dr : pad + dr + WINDOW, pad + dc : pad + dc + WINDOW]
+        cos, sin = np.cos(angle[k]) / zoom[k], np.sin(angle[k]) / zoom[k]
+        matrix = np.array([[cos, -sin], [sin, cos]])
+        offset = centre - matrix @ centre + shift[k]
+        w = ndimage.affine_transform(imgs[k], matrix, offset=offset, order=1, mode="nearest")
         if mirror[k]:
             w = w[:, ::-1]
         mean = w.mean()
@@ -225,12 +254,14 @@ def hard_negatives(
         found_x, found_s = [], []
         for s in scales:
             lv = pyramid_level(photo(name), s)
-            _, pixels = windows(lv, stride)
-            if not len(pixels):
+            scores = level_scores(net, lv, stride)  # type: ignore[arg-type]
+            keep = np.flatnonzero(scores > threshold)
+            if not keep.size:
                 continue
-            scores = window_scores(net, pixels)  # type: ignore[arg-type]
-            keep = scores > threshold
-            found_x.append(pixels[keep])
+            # Cut out only the kept windows: all of a level's windows would not fit in memory.
+            keep = keep[np.argsort(-scores[keep], kind="stable")[:limit_per_photo]]
+            spots = window_positions(lv, stride)[keep]
+            found_x.append(np.stack([lv[r : r + WINDOW, c : c + WINDOW].ravel() for r, c in spots]))
             found_s.append(scores[keep])
         if not found_x:
             continue
