@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -232,7 +233,17 @@ def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
     def log(message: str) -> None:
         click.echo(message, err=True)
 
-    result = run_demo(output, retrain=retrain, repeats=repeats, log=log)
+    progress = None
+    bar: Any = contextlib.nullcontext()
+    if retrain:  # training is the long part: show its progress
+        bar, callback = _train_progress("training", 1)
+
+        def progress(done: int, total: int, loss: float, accuracy: float) -> None:
+            bar.length = total
+            callback(done, total, loss, accuracy)
+
+    with bar:
+        result = run_demo(output, retrain=retrain, repeats=repeats, log=log, progress=progress)
     click.echo(result.to_json() if as_json else report(result))
 
 

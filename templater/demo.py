@@ -175,6 +175,7 @@ def run_demo(
     retrain: bool = False,
     repeats: int = 3,
     log: Callable[[str], None] = lambda _: None,
+    progress: Callable[[int, int, float, float], None] | None = None,
 ) -> DemoResult:
     """The whole path; writes the picture (and, if it had to compile, the program beside it)."""
     from templater.compiler import compile as compile_network
@@ -197,7 +198,7 @@ def run_demo(
 
         log("training the face model (templater train --final: the shipped recipe)...")
         start = time.perf_counter()
-        result = train(TrainConfig(final=True))
+        result = train(TrainConfig(final=True), progress)
         timings["train"] = time.perf_counter() - start
         model_path = out_dir / "face_model.npz"
         write_outputs(result, model_path)
@@ -283,7 +284,7 @@ def report(result: DemoResult) -> str:
             f"on {v['megapixels']:.3f} MP"
         )
     lines.append(f"held-out false positives per megapixel: {result.held_out_fp_per_megapixel:.2f}")
-    lines.append("timings (median of repeats, one core):")
+    lines.append("timings (median of repeats; find_faces on the program's THREADS threads):")
     if "train" in t:
         lines.append(f"  training                         {t['train']:8.3f} s")
     if "compile" in t:

@@ -1,4 +1,4 @@
-"""The one place that writes files: atomically, so a failure leaves the old file intact."""
+"""File access: the one place that writes files (atomically) and reads model files (bounded)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from templater.errors import TemplaterError
+from templater.errors import MalformedModelError, TemplaterError, TooLargeError
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -44,3 +44,20 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_bounded(path: str | os.PathLike, limit: int, kind: str) -> bytes:
+    """The bytes of a model file, refusing an empty file or one over `limit` before reading it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise MalformedModelError(f"{path}: file is empty (0 bytes); model has no layers")
+    if size > limit:
+        raise TooLargeError(f"{path}: {size:,} bytes; {kind} files are limited to {limit:,}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from templater.errors import MalformedModelError, TemplaterError, TooLargeError, UnsafeInputError
-from templater.fileio import write_atomic
+from templater.fileio import read_bounded, write_atomic
 from templater.network import (
     MAX_PARAMETERS,
     Activation,
@@ -116,23 +116,7 @@ def save(net: Network, path: str | os.PathLike) -> Path:
 # -- load -------------------------------------------------------------------------------------
 def load(path: str | os.PathLike) -> Network:
     """Read and validate a model file. Raises a TemplaterError naming the file and the problem."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise MalformedModelError(f"{path}: file is empty (0 bytes); model has no layers")
-    if size > MAX_FILE_BYTES:
-        raise TooLargeError(
-            f"{path}: {size:,} bytes; model files are limited to {MAX_FILE_BYTES:,}"
-        )
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return from_bytes(data, str(path))
+    return from_bytes(read_bounded(path, MAX_FILE_BYTES, "model"), str(path))
 
 
 def from_bytes(data: bytes, where: str = "<bytes>") -> Network:

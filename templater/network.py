@@ -403,6 +403,17 @@ def check_sizes(input_size: int, shapes: list[tuple[int, int]]) -> None:
         raise TooLargeError(f"model has {total:,} parameters; the limit is {MAX_PARAMETERS:,}")
 
 
+def check_finite(arr: np.ndarray, what: str) -> None:
+    """Refuse NaN and infinity, naming how many and the first index."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        first = tuple(int(i) for i in np.unravel_index(bad[0], arr.shape))
+        raise MalformedModelError(
+            f"{what}: {bad.size} non-finite value(s) (NaN or infinity), first at index {first}"
+        )
+
+
 def _finite_float(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise MalformedModelError(f"{what} must be a number, got {value!r}")
@@ -423,12 +434,6 @@ def _float_array(value: Any, what: str, ndim: int) -> np.ndarray:
     if arr.ndim != ndim:
         raise MalformedModelError(f"{what}: expected a {ndim}-D array, got shape {arr.shape}")
     out = np.array(arr, dtype=np.float64, order="C")  # copies; native byte order
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        first = tuple(int(i) for i in np.unravel_index(bad[0], out.shape))
-        raise MalformedModelError(
-            f"{what}: {bad.size} non-finite value(s) (NaN or infinity), first at index {first}"
-        )
+    check_finite(out, what)
     out.setflags(write=False)
     return out

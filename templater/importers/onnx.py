@@ -11,21 +11,20 @@ from __future__ import annotations
 import io
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from templater.errors import (
     MalformedModelError,
-    TemplaterError,
     TooLargeError,
     UnsafeInputError,
     UnsupportedError,
     UsageError,
 )
+from templater.fileio import read_bounded
 from templater.importers.chain import ChainBuilder
-from templater.network import MAX_PARAMETERS, Activation, Head, Network
+from templater.network import MAX_PARAMETERS, Activation, Head, Network, check_finite
 
 # Opsets of the default domain whose semantics for the ops below this importer implements.
 MIN_OPSET = 7
@@ -66,22 +65,8 @@ def from_onnx(
     float one (skl2onnx classifiers also output an integer label). `head`: by default one output
     is binary (threshold 0.5 after Sigmoid/HardSigmoid, else 0.0) and several are multi-class.
     """
-    path = Path(path)
     where = str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise TemplaterError(f"{where}: cannot read: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise MalformedModelError(f"{where}: file is empty (0 bytes); model has no layers")
-    if size > MAX_FILE_BYTES:
-        raise TooLargeError(
-            f"{where}: {size:,} bytes; ONNX files are limited to {MAX_FILE_BYTES:,}"
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TemplaterError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    data = read_bounded(path, MAX_FILE_BYTES, "ONNX")
     return network_from_model(parse(data, where), where, output=output, head=head)
 
 
@@ -210,7 +195,8 @@ class _Reader:
         if len(outputs) == 1:
             return outputs[0].name
         floats = [
-            o for o in outputs
+            o
+            for o in outputs
             if o.type.WhichOneof("value") == "tensor_type"
             and o.type.tensor_type.elem_type in _FLOAT_TYPES
         ]
@@ -295,14 +281,7 @@ class _Reader:
                     f"{self.where}: tensor {name!r} has dtype {arr.dtype}; expected float32 or "
                     "float64 (convert the model explicitly)"
                 )
-            finite = np.isfinite(arr)
-            if not finite.all():
-                bad = np.flatnonzero(~finite)
-                first = tuple(int(i) for i in np.unravel_index(bad[0], arr.shape))
-                raise MalformedModelError(
-                    f"{self.where}: tensor {name!r} (used by {node_label}): {bad.size} non-finite "
-                    f"value(s) (NaN or infinity), first at index {first}"
-                )
+            check_finite(arr, f"{self.where}: tensor {name!r} (used by {node_label})")
             return arr.astype(np.float64)
         if arr.dtype.kind not in "iub":
             raise UnsupportedError(f"{self.where}: tensor {name!r} has dtype {arr.dtype}")
@@ -330,7 +309,8 @@ class _Reader:
         metadata: dict[str, Any] = {"source": "onnx", "opset": self.opset, "output": output}
         running = input_name
         compute = [
-            i for i in needed
+            i
+            for i in needed
             if self.graph.node[i].op_type != "Constant"
             and self.graph.node[i].output[0] not in self.aliases
         ]
@@ -400,9 +380,17 @@ class _State:
 class _Op:
     """One node applied to the running tensor."""
 
-    def __init__(self, reader: _Reader, node: Any, label: str, slot: int,
-                 consts: dict[int, np.ndarray], attrs: dict[str, Any], state: _State,
-                 builder: ChainBuilder) -> None:
+    def __init__(
+        self,
+        reader: _Reader,
+        node: Any,
+        label: str,
+        slot: int,
+        consts: dict[int, np.ndarray],
+        attrs: dict[str, Any],
+        state: _State,
+        builder: ChainBuilder,
+    ) -> None:
         self.reader, self.node, self.slot = reader, node, slot
         self.label = label
         self.consts, self.attrs, self.state, self.builder = consts, attrs, state, builder
@@ -455,20 +443,27 @@ class _Op:
         if target is None or target.dtype.kind not in "iu" or target.ndim != 1:
             raise self.fail("expected a constant 1-D integer shape")
         allowzero = bool(self.attrs.get("allowzero", 0))
-        full = (((s.batch,) if s.batched else ()) + s.shape)
+        full = ((s.batch,) if s.batched else ()) + s.shape
         t = [int(v) for v in target]
         shown = [int(v) for v in target]
         if any(v == 0 for v in t) and allowzero:
             raise self.fail(f"allowzero=1 with a 0 in {t}: an empty tensor")
         t = [full[i] if v == 0 and i < len(full) else v for i, v in enumerate(t)]
-        if any(v is None for v in t) or sum(v == -1 for v in t) > 1 or any(
-            v < -1 or v == 0 for v in t  # type: ignore[operator]
+        if (
+            any(v is None for v in t)
+            or sum(v == -1 for v in t) > 1
+            or any(
+                v < -1 or v == 0
+                for v in t  # type: ignore[operator]
+            )
         ):
             raise self.fail(f"cannot resolve the shape {shown} for a {s.full} tensor")
         if s.batched:
             head, rest = t[0], t[1:]
-            keeps_batch = head == full[0] if full[0] is not None and head != -1 else (
-                head == -1 and -1 not in rest
+            keeps_batch = (
+                head == full[0]
+                if full[0] is not None and head != -1
+                else (head == -1 and -1 not in rest)
             )
             if t[0] == full[0] and full[0] is None:
                 keeps_batch = True  # 0 copied the symbolic batch dimension
