@@ -1,9 +1,8 @@
 """Differential tests: every compiled program against the numpy reference forward pass.
 
-Exact (bitwise, -0.0 == 0.0) where the program keeps the reference's operations: piecewise-linear
-activations, any layout, both targets. Within TOLERANCE where exp/tanh are involved (libm, numpy's
-SIMD kernels and the Python target's `e ** v` may differ in the last bits) or where the Python
-target's window normalisation takes `v ** 0.5` for sqrt.
+Held to `templater.verify.tolerance_for`: exact (bitwise, -0.0 == 0.0) for piecewise-linear
+activations, any layout, both targets; within RTOL/ATOL where exp/tanh are involved or the
+Python target's window normalisation takes `v ** 0.5` for sqrt.
 """
 
 from __future__ import annotations
@@ -20,12 +19,10 @@ from hypothesis import strategies as st
 import templater
 from templater import Activation, Dense, Head, Network, Normalization
 from templater.lower import MAX_TERMS, choose_layouts
-from templater.network import TRANSCENDENTAL
+from templater.verify import tolerance_for
 
 PIECEWISE = ("identity", "relu", "leaky_relu", "step", "clip", "hard_sigmoid")
 SMOOTH = ("sigmoid", "tanh")
-# |program - reference| <= ATOL + RTOL * |reference| where exactness is not promised.
-RTOL, ATOL = 1e-9, 1e-9
 
 # Weights include exact zeros, signed zeros and subnormals (BAD_INPUTS #4: accepted, exact).
 SPECIAL = (0.0, -0.0, 5e-324, -5e-324, 1e-310, 2.2250738585072014e-308, 1.0, -1.0)
@@ -90,28 +87,20 @@ def run(module, net: Network, x: np.ndarray, target: str) -> np.ndarray:
     return out.reshape(len(x), net.n_outputs)
 
 
-def is_exact(net: Network, target: str) -> bool:
-    if any(layer.activation.name in TRANSCENDENTAL for layer in net.layers):
-        return False
-    # The Python target has no sqrt: v ** 0.5 may differ from sqrt in the last bit.
-    return not (target == "python" and net.normalization.kind == "window")
-
-
 def assert_matches(net: Network, module, target: str, seed: int = 0) -> None:
     x = inputs_for(net, seed)
     ref = net.forward(x)
     got = run(module, net, x, target)
-    if is_exact(net, target):
-        np.testing.assert_array_equal(got, ref)  # -0.0 == 0.0; NaN never occurs here
-    else:
-        np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+    tolerance = tolerance_for(net, target)
+    assert tolerance.allows(got, ref).all(), (tolerance.reason, np.abs(got - ref).max())
+    rtol, atol = tolerance.rtol, tolerance.atol
     first = x[0].tolist() if target == "python" else x[0]
     if net.head.kind == "binary":
         # Decisions agree wherever the reference score is not within the tolerance of it.
-        clear = np.abs(ref[:, 0] - net.head.threshold) > ATOL + RTOL * np.abs(ref[:, 0])
+        clear = np.abs(ref[:, 0] - net.head.threshold) > atol + rtol * np.abs(ref[:, 0])
         decided = np.array([module.decide(r.tolist() if target == "python" else r) for r in x])
         np.testing.assert_array_equal(decided[clear], (ref[:, 0] > net.head.threshold)[clear])
-        assert module.score(first) == pytest.approx(ref[0, 0], rel=RTOL, abs=ATOL)
+        assert module.score(first) == pytest.approx(ref[0, 0], rel=rtol, abs=atol)
     elif net.head.kind == "multiclass":
         scores = np.asarray(module.scores(first))
         assert int(module.predict(first)) == int(np.argmax(scores))
