@@ -47,6 +47,9 @@ class BenchConfig:
     scan: bool = True  # needs 625-input networks and scikit-image
     onnx: bool = True  # needs onnx and onnxruntime
     sweep: bool = False  # compile time against size, 1k to 1M parameters (slow)
+    # program float types; float32 programs' rows are labelled "<arch> float32" and get float32
+    # inputs (as onnxruntime and numpy float32 do), float64 ones float64 inputs
+    dtypes: tuple[str, ...] = ("float64",)
 
     @property
     def repeats(self) -> int:
@@ -308,21 +311,25 @@ def fresh_import(path: Path, cache_dir: Path) -> dict[str, float | None]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compile_figures(net: Network, layout: str, folder: Path, repeats: int) -> dict[str, Any]:
+def compile_figures(
+    net: Network, layout: str, folder: Path, repeats: int, dtype: str = "float64"
+) -> dict[str, Any]:
     """Code generation time, source size, cold and cached first calls, peak memory."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
 
+    def generate_source() -> str:
+        return compile_network(net, "numba", layout, dtype=dtype)
+
     start = time.perf_counter()
-    source = compile_network(net, "numba", layout)
+    source = generate_source()
     generate = time.perf_counter() - start
     if repeats > 1:
-        generate = statistics.median(
-            [generate, *(_probe(lambda: compile_network(net, "numba", layout)) for _ in range(2))]
-        )
-    path = folder / f"program_{net.architecture.replace('-', '_')}.py"
+        generate = statistics.median([generate, *(_probe(generate_source) for _ in range(2))])
+    stem = net.architecture.replace("-", "_") + ("" if dtype == "float64" else f"_{dtype}")
+    path = folder / f"program_{stem}.py"
     write_atomic(path, source)
-    cache = folder / f"cache_{net.architecture.replace('-', '_')}"
+    cache = folder / f"cache_{stem}"
     cold = fresh_import(path, cache)
     cached = fresh_import(path, cache)
     return {
@@ -342,23 +349,25 @@ def compile_figures(net: Network, layout: str, folder: Path, repeats: int) -> di
 # -- baselines: numba loop over weight arrays, onnxruntime -----------------------------------
 
 
-def plain_numba(net: Network) -> tuple[Callable[[np.ndarray], float], Callable[..., float]]:
-    """A plain numba forward pass over weight arrays (neuron-major dot products, no literals),
-    and a loop calling it over rows."""
+def plain_numba(
+    net: Network, dtype: type = np.float64
+) -> tuple[Callable[[np.ndarray], float], Callable[..., float]]:
+    """A plain numba forward pass over weight arrays (neuron-major dot products, no literals)
+    in `dtype`, and a loop calling it over rows (of that dtype)."""
     from numba import njit
     from numba.typed import List
 
     weights, biases = List(), List()
     for d in net.layers:
-        weights.append(np.ascontiguousarray(d.weights))
-        biases.append(np.ascontiguousarray(d.bias))
+        weights.append(np.ascontiguousarray(d.weights, dtype=dtype))
+        biases.append(np.ascontiguousarray(d.bias, dtype=dtype))
 
     @njit(cache=False)
     def forward(x, weights, biases):
         h = x
         for k in range(len(weights)):
             w, b = weights[k], biases[k]
-            out = np.empty(w.shape[1])
+            out = np.empty(w.shape[1], dtype=w.dtype)
             for j in range(w.shape[1]):
                 acc = b[j]
                 for i in range(w.shape[0]):
@@ -443,7 +452,8 @@ def run(config: BenchConfig, progress: Callable[[str], None] = lambda _: None) -
         folder = Path(tmp)
         for arch in config.archs:
             net = random_network(arch, config.seed, image)
-            _bench_network(results, config, net, folder, image, rng, progress)
+            for dtype in config.dtypes:
+                _bench_network(results, config, net, folder, image, rng, progress, dtype)
         if config.sweep:
             _sweep(results, config, folder, progress)
     return results
@@ -457,16 +467,22 @@ def _bench_network(
     image: np.ndarray | None,
     rng: np.random.Generator,
     progress: Callable[[str], None],
+    dtype: str = "float64",
 ) -> None:
     from templater.programs import import_program
 
     rep = config.repeats
     peak = results.machine["fma_peak_gmacs"]
-    arch = net.architecture
+    peak_note = f"peak {peak:.1f} GMAC/s"
+    if dtype == "float32":  # twice the lanes per vector; assumed, only float64 is measured
+        peak *= 2
+        peak_note = f"float32 peak taken as 2 x the measured float64 one: {peak:.1f} GMAC/s"
+    arch = net.architecture if dtype == "float64" else f"{net.architecture} {dtype}"
     add = _adder(results, arch)
     macs = net.n_multiply_adds
+    ftype = np.dtype(dtype).type
     progress(f"{arch}: compiling")
-    c = compile_figures(net, config.layout, folder, rep)
+    c = compile_figures(net, config.layout, folder, rep, dtype)
     add("compile", "code generation", c["generate_s"], "s")
     add("compile", "source size", c["source_kb"], "kB")
     add("compile", "numba cold compile (fresh process)", c["cold_s"], "s")
@@ -484,7 +500,8 @@ def _bench_network(
     session = onnx_session(net) if config.onnx else None
 
     progress(f"{arch}: single calls")
-    ours = time_call(lambda: program.decide(x), rep)
+    x_in = x.astype(ftype)
+    ours = time_call(lambda: program.decide(x_in), rep)
     base = {
         "numpy float64": time_call(lambda: np64(x)[0] > 0.0, rep),
         "numpy float32": time_call(lambda: np32(x32)[0] > 0.0, rep),
@@ -496,10 +513,10 @@ def _bench_network(
         add("single", "decide(x) from Python", ours * 1e9, "ns", name, seconds * 1e9)
 
     progress(f"{arch}: in-loop")
-    rows = rng.random((config.loop_rows, net.input_size))
+    rows = rng.random((config.loop_rows, net.input_size)).astype(ftype)
     loop = kernel_loop(program._kernel)
     t_ours = time_call(lambda: loop(rows), rep) / len(rows)
-    _, plain_loop = plain_numba(net)
+    _, plain_loop = plain_numba(net, ftype)
     t_plain = time_call(lambda: plain_loop(rows), rep) / len(rows)
     add("in-loop", "_kernel in an njit loop", t_ours * 1e9, "ns", "plain numba loop", t_plain * 1e9)
     rate = macs / t_ours / 1e9
@@ -517,9 +534,9 @@ def _bench_network(
         "fraction of one core's FMA peak",
         rate / peak,
         "",
-        note=f"peak {peak:.1f} GMAC/s",
+        note=peak_note,
     )
-    out = np.empty(len(rows))
+    out = np.empty(len(rows), dtype=ftype)
     t_block = time_call(lambda: program._rows_kernel(rows, out), rep) / len(rows)
     block_rate = macs / t_block / 1e9
     add(
@@ -536,7 +553,8 @@ def _bench_network(
     progress(f"{arch}: batch")
     batch = rng.random((config.batch_size, net.input_size))
     batch32 = batch.astype(np.float32)
-    ours = time_call(lambda: program.score_batch(batch), rep)
+    batch_in = batch32 if dtype == "float32" else batch
+    ours = time_call(lambda: program.score_batch(batch_in), rep)
     base = {
         "numpy float64": time_call(lambda: np64(batch), rep),
         "numpy float32": time_call(lambda: np32(batch32), rep),
@@ -558,7 +576,7 @@ def _bench_network(
 
     if image is not None and net.input_shape == (25, 25):
         progress(f"{arch}: scan")
-        _scan_rows(add, net, program, image, rep)
+        _scan_rows(add, net, program, image, rep, ftype)
 
 
 def _adder(results: Results, network: str) -> Callable[..., None]:
@@ -582,7 +600,12 @@ def _adder(results: Results, network: str) -> Callable[..., None]:
 
 
 def _scan_rows(
-    add: Callable[..., None], net: Network, program: Any, image: np.ndarray, rep: int
+    add: Callable[..., None],
+    net: Network,
+    program: Any,
+    image: np.ndarray,
+    rep: int,
+    dtype: type = np.float64,
 ) -> None:
     from templater import scan
 
@@ -594,7 +617,7 @@ def _scan_rows(
     ours = median_seconds(lambda: program.find_faces(image, **kwargs), 1, reps)
     numpy_scan = median_seconds(lambda: scan.scan(net, image, exact=False, **kwargs), 1, reps)
     boxes = program.find_faces(image, **kwargs)
-    reference = scan.scan(net, image, exact=True, **kwargs)
+    reference = scan.scan(net, image, exact=True, dtype=dtype, **kwargs)
     same = boxes.shape == reference.shape and bool(np.array_equal(boxes, reference))
     windows = sum(
         len(scan.windows(scan.pyramid_level(image, s), SCAN_STRIDE)[0]) for s in SCAN_SCALES

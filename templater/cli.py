@@ -51,15 +51,24 @@ def main() -> None:
     help="unrolled: literal statements; table: literal weight rows plus loops; auto: per layer.",
 )
 @click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default="float64",
+    show_default=True,
+    help="float32 (numba only): float32 literals, tables and arithmetic.",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write here (default: stdout)."
 )
-def compile_command(model: str, target: str, layout: str, output: str | None) -> None:
+def compile_command(
+    model: str, target: str, layout: str, dtype: str, output: str | None
+) -> None:
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
     from templater.importers import load_any
 
-    source = compile_network(load_any(model), target, layout)
+    source = compile_network(load_any(model), target, layout, dtype=dtype)
     if output:
         write_atomic(output, source)
         click.echo(f"wrote {output} ({source.count(chr(10)):,} lines)", err=True)
@@ -380,10 +389,14 @@ def import_command(
 @click.option("--no-scan", is_flag=True, help="Skip the astronaut scan.")
 @click.option("--no-onnx", is_flag=True, help="Skip the onnxruntime baselines.")
 @click.option("--sweep", is_flag=True, help="Also compile 1k to 1M parameter networks (slow).")
+@click.option(
+    "--dtype", "dtypes", multiple=True, type=click.Choice(["float64", "float32"]),
+    help="Program float type(s) to measure, each beside the same baselines (repeatable) [float64].",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
 def bench_command(
     quick: bool, archs: tuple[str, ...], layout: str, seed: int, no_scan: bool, no_onnx: bool,
-    sweep: bool, json_path: str | None,
+    sweep: bool, dtypes: tuple[str, ...], json_path: str | None,
 ) -> None:
     """Measure compile cost, call rates and scan speed against numpy, numba and onnxruntime."""
     from templater import bench
@@ -391,7 +404,7 @@ def bench_command(
 
     config = bench.BenchConfig(
         archs=archs or bench.ARCHS, quick=quick, layout=layout, seed=seed, scan=not no_scan,
-        onnx=not no_onnx, sweep=sweep,
+        onnx=not no_onnx, sweep=sweep, dtypes=dtypes or ("float64",),
     )
     results = bench.run(config, progress=lambda text: click.echo(text, err=True))
     click.echo(bench.table(results))

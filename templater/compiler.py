@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+
 from templater import scan
 from templater.emit import Emitter
-from templater.literals import literal
+from templater.literals import literal, round_float32
 from templater.lower import BLOCK, block_program, choose_layouts, lower
-from templater.network import Network
+from templater.network import Dense, Network, Normalization
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
 from templater.render import render
@@ -33,18 +37,56 @@ def compile(  # shadows the builtin on purpose: templater.compile
     target: str = "python",
     layout: str | tuple[str, ...] = "auto",
     passes: tuple[str, ...] = DEFAULT_PASSES,
+    dtype: str = "float64",
 ) -> str:
-    """The source of a program computing `net` (see the module docs of the generated file)."""
-    tgt = get_target(target)
+    """The source of a program computing `net` (see the module docs of the generated file).
+
+    `dtype="float32"` (numba only): every weight, bias, threshold and parameter written as its
+    nearest float32 and all arithmetic in float32; it computes `net.forward(x, dtype=np.float32)`.
+    """
+    tgt = get_target(target, dtype)
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
-    program = run_passes(lower(net, layouts), passes)
+    program = run_passes(lower(rounded(net, tgt.dtype), layouts), passes)
     return render_program(net, program, tgt, layouts)
 
 
-def program_of(net: Network, target: str = "python", layout: str = "auto") -> Program:
+def program_of(
+    net: Network, target: str = "python", layout: str = "auto", dtype: str = "float64"
+) -> Program:
     """The optimised IR that `compile` would render (for diff, verify and inspection)."""
-    tgt = get_target(target)
-    return run_passes(lower(net, choose_layouts(net, layout, tgt.unroll_budget)))
+    tgt = get_target(target, dtype)
+    layouts = choose_layouts(net, layout, tgt.unroll_budget)
+    return run_passes(lower(rounded(net, tgt.dtype), layouts))
+
+
+def rounded(net: Network, dtype: str) -> Network:
+    """`net` with every weight, bias and parameter rounded to `dtype` (float64: `net` itself).
+
+    Lowering the rounded network lets the passes see weights that float32 turns into zeros."""
+    if dtype == "float64":
+        return net
+    r = round_float32
+    layers = tuple(
+        Dense(
+            weights=layer.weights.astype(np.float32),
+            bias=layer.bias.astype(np.float32),
+            activation=replace(
+                layer.activation,
+                **{
+                    k: r(getattr(layer.activation, k))
+                    for k in ("alpha", "beta")
+                    if getattr(layer.activation, k) is not None
+                },
+            ),
+            name=layer.name,
+        )
+        for layer in net.layers
+    )
+    norm = Normalization(net.normalization.kind, r(net.normalization.eps))
+    head = net.head
+    if head.kind == "binary":
+        head = replace(head, threshold=r(head.threshold))
+    return net.with_layers(layers, normalization=norm, head=head)
 
 
 def render_program(net: Network, program: Program, target: Target, layouts: tuple[str, ...]) -> str:
@@ -53,6 +95,12 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
     scalar = program.returns_scalar
     block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
     title, note = _TITLES[target.name]
+    if target.dtype == "float32":
+        title += " in float32"
+        note += (
+            "\nfloat32: every weight, bias, threshold and parameter below is the float32 nearest to"
+            "\nthe trained value, and all arithmetic is float32 (inputs are converted to float32)."
+        )
     imports = ""
     if target.name == "numba":
         imports = (
@@ -60,6 +108,7 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
             "import numpy as np\nfrom numba import njit"
         )
     head = net.head
+    f = target.dtype
     context = {
         "digest": net.digest(),
         "digest_repr": repr(net.digest()),
@@ -78,14 +127,16 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         "normalization_repr": repr(net.normalization.kind),
         "binary": head.kind == "binary",
         "multiclass": head.kind == "multiclass",
-        "threshold": literal(head.threshold) if head.kind == "binary" else "",
+        "threshold": literal(head.threshold, target.dtype) if head.kind == "binary" else "",
         "tables": tables.rstrip("\n"),
         "uses": program.uses,
         "scalar_output": scalar,
         "kernel_params": "x" if scalar else "x, out",
-        "kernel_signature": "float64(float64[::1])"
-        if scalar
-        else "boolean(float64[::1], float64[::1])",
+        "kernel_signature": f"{f}({f}[::1])" if scalar else f"boolean({f}[::1], {f}[::1])",
+        # the float type of the numba program's arrays; float64 keeps its files as they were
+        "dtype": f,
+        "dtype_arg": "" if f == "float64" else f", dtype=np.{f}",
+        "zero": target.const.format(value="0.0"),
         "body": "\n".join(emitter.statements(program.body, 1)),
         "block": BLOCK,
         "block_allocs": "\n".join(emitter.statements(block_allocs, 1)),

@@ -100,7 +100,7 @@ class Emitter:
     # -- expressions --------------------------------------------------------------------------
     def expr(self, e: Expr, context: int = 0) -> str:
         if isinstance(e, Const):
-            text = literal(e.value)
+            text = self.target.const.format(value=literal(e.value, self.target.dtype))
             # A negative literal inside a product or quotient reads fine; as the right
             # operand of a subtraction it is parenthesised to stay readable.
             return f"({text})" if context >= 3 and text.startswith("-") else text
@@ -140,7 +140,7 @@ class Emitter:
         if table.comment:
             lines.append(f"# {table.comment}")
         lines.append(f"{table.name} = {t.table_open}(")
-        values = [literal(v) for v in table.values]
+        values = [literal(v, t.dtype) for v in table.values]
         if len(table.shape) == 1:
             lines.extend(_wrapped(values, INDENT, INDENT))
         else:

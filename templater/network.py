@@ -82,25 +82,30 @@ class Activation:
         return out
 
     def apply(self, h: np.ndarray) -> np.ndarray:
-        """The reference definition of the activation, row-wise on a 2-D array."""
+        """The reference definition of the activation, row-wise on a 2-D array, in the float
+        type of `h` (float32: the parameters rounded to float32 once, every operation float32)."""
         name = self.name
+        f = h.dtype.type
+        zero, one = f(0.0), f(1.0)
+        alpha = None if self.alpha is None else f(self.alpha)
+        beta = None if self.beta is None else f(self.beta)
         if name == "identity":
             return h
         if name == "relu":  # NaN -> 0.0, exactly like `h if h > 0.0 else 0.0`
-            return np.where(h > 0.0, h, 0.0)
+            return np.where(h > zero, h, zero)
         if name == "leaky_relu":
-            return np.where(h > 0.0, h, self.alpha * h)
+            return np.where(h > zero, h, alpha * h)
         if name == "step":
-            return np.where(h > 0.0, 1.0, 0.0)
+            return np.where(h > zero, one, zero)
         if name == "hard_sigmoid":
-            t = self.alpha * h + self.beta
-            return np.where(t < 0.0, 0.0, np.where(t > 1.0, 1.0, t))
+            t = alpha * h + beta
+            return np.where(t < zero, zero, np.where(t > one, one, t))
         if name == "clip":
-            return np.where(h < self.alpha, self.alpha, np.where(h > self.beta, self.beta, h))
+            return np.where(h < alpha, alpha, np.where(h > beta, beta, h))
         if name == "sigmoid":
             # The overflow-free form the programs use: exp of a non-positive number only.
             e = np.exp(-np.abs(h))
-            return np.where(h >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+            return np.where(h >= zero, one / (one + e), e / (one + e))
         if name == "tanh":
             return np.tanh(h)
         if name == "softmax":
@@ -146,13 +151,17 @@ class Dense:
         return int(self.weights.shape[1])
 
     def apply(self, h: np.ndarray, exact: bool = True) -> np.ndarray:
+        """The layer in the float type of `h` (float32: weights rounded to float32 once)."""
+        weights, bias = self.weights, self.bias
+        if h.dtype != np.float64:
+            weights, bias = weights.astype(h.dtype), bias.astype(h.dtype)
         if exact:
             # Input-major accumulation: each neuron sums in the order the programs use.
-            acc = np.repeat(self.bias[None, :], h.shape[0], axis=0)
+            acc = np.repeat(bias[None, :], h.shape[0], axis=0)
             for i in range(self.n_inputs):
-                acc += h[:, i : i + 1] * self.weights[i]
+                acc += h[:, i : i + 1] * weights[i]
         else:
-            acc = h @ self.weights + self.bias
+            acc = h @ weights + bias
         return self.activation.apply(acc)
 
 
@@ -183,11 +192,12 @@ class Normalization:
     def apply(self, x: np.ndarray) -> np.ndarray:
         if self.kind == "none":
             return x
-        n = float(x.shape[1])
+        f = x.dtype.type  # float32 inputs: every operation in float32, eps rounded once
+        n = f(x.shape[1])
         mean = sequential_sum(x) / n
         d = x - mean[:, None]
         std = np.sqrt(sequential_sum(d * d) / n)
-        return d / (std + self.eps)[:, None]
+        return d / (std + f(self.eps))[:, None]
 
 
 @dataclass(frozen=True)
@@ -325,31 +335,39 @@ class Network:
             )
         return arr, single
 
-    def forward(self, x: Any, exact: bool = True) -> np.ndarray:
-        """All outputs. `exact=False` uses BLAS (fast, but not the programs' summation order)."""
+    def forward(self, x: Any, exact: bool = True, dtype: Any = np.float64) -> np.ndarray:
+        """All outputs. `exact=False` uses BLAS (fast, but not the programs' summation order).
+
+        `dtype=np.float32` is the reference of `--dtype float32` programs: inputs, weights, biases
+        and activation and normalisation parameters each rounded to float32 once, then the same
+        operations in the same order, all in float32; the outputs are float32.
+        """
         h, single = self.check_inputs(x)
+        h = h.astype(_reference_dtype(dtype), copy=False)
         h = self.normalization.apply(h)
         for layer in self.layers:
             h = layer.apply(h, exact=exact)
         return h[0] if single else h
 
-    def score(self, x: Any, exact: bool = True) -> np.ndarray | float:
+    def score(self, x: Any, exact: bool = True, dtype: Any = np.float64) -> np.ndarray | float:
         """The binary score (or the single regression output)."""
-        out = self.forward(x, exact=exact)
+        out = self.forward(x, exact=exact, dtype=dtype)
         if self.n_outputs != 1:
             raise UsageError(f"score() needs a single output; this model has {self.n_outputs}")
         return float(out[0]) if out.ndim == 1 else out[:, 0]
 
-    def decide(self, x: Any, exact: bool = True) -> np.ndarray | bool:
+    def decide(self, x: Any, exact: bool = True, dtype: Any = np.float64) -> np.ndarray | bool:
+        """score > threshold; in float32 the threshold is rounded to float32 too."""
         if self.head.kind != "binary":
             raise UsageError(f"decide() needs a binary head; this model's is {self.head.kind}")
-        s = self.score(x, exact=exact)
-        return bool(s > self.head.threshold) if isinstance(s, float) else s > self.head.threshold
+        s = self.score(x, exact=exact, dtype=dtype)
+        threshold = float(_reference_dtype(dtype)(self.head.threshold))
+        return bool(s > threshold) if isinstance(s, float) else s > threshold
 
-    def predict(self, x: Any, exact: bool = True) -> np.ndarray | int:
+    def predict(self, x: Any, exact: bool = True, dtype: Any = np.float64) -> np.ndarray | int:
         if self.head.kind != "multiclass":
             raise UsageError(f"predict() needs a multiclass head; this model's is {self.head.kind}")
-        out = self.forward(x, exact=exact)
+        out = self.forward(x, exact=exact, dtype=dtype)
         return int(np.argmax(out)) if out.ndim == 1 else np.argmax(out, axis=1)
 
     # -- identity and files ------------------------------------------------------------------
@@ -378,6 +396,17 @@ class Network:
         )
         fields.update(changes)
         return Network(**fields)
+
+
+def _reference_dtype(dtype: Any) -> type:
+    """np.float64 or np.float32 (also given as a string); anything else is a UsageError."""
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        kind = None
+    if kind not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise UsageError(f"the reference computes in float64 or float32, not {dtype!r}")
+    return kind.type
 
 
 def sequential_sum(a: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -116,11 +117,14 @@ def window_positions(level: np.ndarray, stride: int = DEFAULT_STRIDE) -> np.ndar
     return np.stack([rr.ravel(), cc.ravel()], axis=1)
 
 
-def window_scores(net: Network, pixels: np.ndarray, exact: bool = False) -> np.ndarray:
-    """The score of every window, computed in chunks of CHUNK windows."""
-    out = np.empty(pixels.shape[0])
+def window_scores(
+    net: Network, pixels: np.ndarray, exact: bool = False, dtype: Any = np.float64
+) -> np.ndarray:
+    """The score of every window, computed in chunks of CHUNK windows (in `dtype`)."""
+    out = np.empty(pixels.shape[0], dtype=dtype)
     for start in range(0, pixels.shape[0], CHUNK):
-        out[start : start + CHUNK] = net.forward(pixels[start : start + CHUNK], exact=exact)[:, 0]
+        chunk = pixels[start : start + CHUNK]
+        out[start : start + CHUNK] = net.forward(chunk, exact=exact, dtype=dtype)[:, 0]
     return out
 
 
@@ -186,17 +190,25 @@ def candidates(
     stride: int = DEFAULT_STRIDE,
     threshold: float | None = None,
     exact: bool = False,
+    dtype: Any = np.float64,
 ) -> np.ndarray:
-    """Every window scoring above the threshold as a box (row, col, size, score), before NMS."""
+    """Every window scoring above the threshold as a box (row, col, size, score), before NMS.
+
+    `dtype=np.float32` (with `exact=True`): the reference of float32 programs' find_faces; the
+    pyramid stays float64, windows, scores and the threshold are rounded to float32."""
     _check_net(net)
     img = check_image(image)
     thr = net.head.threshold if threshold is None else float(threshold)
+    if np.dtype(dtype) != np.float64:
+        if not exact:
+            raise UsageError("a float32 scan is a reference: it needs exact=True")
+        thr = float(np.dtype(dtype).type(thr))
     found = []
     for s in scales:
         level = pyramid_level(img, float(s))
         if exact:
             positions, pixels = windows(level, stride)
-            scores = window_scores(net, pixels, exact=True)
+            scores = window_scores(net, pixels, exact=True, dtype=dtype)
         else:
             positions = window_positions(level, stride)
             scores = level_scores(net, level, stride)
@@ -242,9 +254,11 @@ def scan(
     threshold: float | None = None,
     overlap: float = DEFAULT_OVERLAP,
     exact: bool = False,
+    dtype: Any = np.float64,
 ) -> np.ndarray:
     """Faces in a grayscale image as an (n, 4) array of (row, col, size, score), best first."""
-    return non_max_suppression(candidates(net, image, scales, stride, threshold, exact), overlap)
+    found = candidates(net, image, scales, stride, threshold, exact, dtype)
+    return non_max_suppression(found, overlap)
 
 
 def _check_stride(stride: object) -> None:

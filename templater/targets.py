@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from templater.errors import UsageError
 
@@ -20,6 +20,8 @@ class Target:
     # `auto` unrolls layers while their multiply-adds fit in this budget. Numba pays ~4 ms of
     # compile time per unrolled multiply-add (ARCHITECTURE.md), CPython about 10 us.
     unroll_budget: int
+    dtype: str = "float64"  # the float type of every literal, table and operation
+    const: str = "{value}"  # a scalar literal in the body (typed, where the target needs it)
 
     def function(self, name: str) -> str:
         return dict(self.functions)[name]
@@ -49,11 +51,32 @@ NUMBA = Target(
     unroll_budget=512,
 )
 
+# float32: tables and scratch arrays are float32, and each scalar literal is a float32 call, since
+# numba types a bare float literal as float64 and would widen the whole expression to it.
+NUMBA32 = replace(
+    NUMBA,
+    alloc="np.empty({size}, dtype=np.float32)",
+    alloc_rows="np.empty(({rows}, {size}), dtype=np.float32)",
+    table_close=", dtype=np.float32)",
+    dtype="float32",
+    const="np.float32({value})",
+)
+
 TARGETS = {t.name: t for t in (PYTHON, NUMBA)}
 
 
-def get_target(name: str) -> Target:
+def get_target(name: str, dtype: str = "float64") -> Target:
     try:
-        return TARGETS[name]
+        target = TARGETS[name]
     except KeyError:
         raise UsageError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}") from None
+    if dtype == "float64":
+        return target
+    if dtype != "float32":
+        raise UsageError(f"unknown dtype {dtype!r}; choose float64 or float32")
+    if name != "numba":
+        raise UsageError(
+            f"the {name} target has no float32 (Python floats are float64); "
+            "use --target numba for --dtype float32"
+        )
+    return NUMBA32
