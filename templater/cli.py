@@ -316,13 +316,15 @@ def diff_command(
 @click.option("--layout", type=click.Choice(["auto", "unrolled", "table"]), default="auto",
               show_default=True, help="Without PROGRAM: compile with this layout.")
 @click.option("--data", default="auto", help=_DATA_HELP.replace("none, ", ""))
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True, help="Without PROGRAM: compile in this precision (numba).")
 @click.option("--count", type=click.IntRange(1), default=1000, show_default=True,
               help="How many random inputs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def verify_command(
-    model: str, program: str | None, target: str, layout: str, data: str, count: int,
-    seed: int, as_json: bool,
+    model: str, program: str | None, target: str, layout: str, dtype: str, data: str,
+    count: int, seed: int, as_json: bool,
 ) -> None:
     """Run PROGRAM (or MODEL freshly compiled) on data and compare it with MODEL's numpy
     reference: max absolute error, max ULP distance, decision agreement, and the inputs whose
@@ -337,7 +339,9 @@ def verify_command(
     from templater.diff import load_model
     from templater.verify import verify
 
-    report = verify(load_model(model), program, target, layout, data, count, seed, model)
+    report = verify(
+        load_model(model), program, target, layout, data, count, seed, model, dtype=dtype
+    )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

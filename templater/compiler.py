@@ -135,6 +135,7 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         "kernel_signature": f"{f}({f}[::1])" if scalar else f"boolean({f}[::1], {f}[::1])",
         # the float type of the numba program's arrays; float64 keeps its files as they were
         "dtype": f,
+        "dtype_repr": repr(f),
         "dtype_arg": "" if f == "float64" else f", dtype=np.{f}",
         "zero": target.const.format(value="0.0"),
         "body": "\n".join(emitter.statements(program.body, 1)),

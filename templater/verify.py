@@ -43,6 +43,9 @@ from templater.programs import import_program
 # margin and still catches any edited digit that matters for a decision.
 RTOL = 1e-9
 ATOL = 1e-9
+# float32 programs with exp/tanh, against the float32 reference (tests/test_float32.py).
+RTOL32 = 1e-5
+ATOL32 = 1e-6
 # Random inputs: the range of the face windows' pixels.
 RANDOM_RANGE = (0.0, 1.0)
 RANDOM_COUNT = 1000
@@ -86,12 +89,14 @@ class Tolerance:
         return {"exact": self.exact, "rtol": self.rtol, "atol": self.atol, "reason": self.reason}
 
 
-def tolerance_for(net: Network, target: str) -> Tolerance:
-    """The tolerance a `target` program of `net` is held to (see the module docs)."""
+def tolerance_for(net: Network, target: str, dtype: str = "float64") -> Tolerance:
+    """The tolerance a `target` program of `net` is held to (see the module docs). A float32
+    program is judged against the float32 reference (`net.forward(x, dtype=np.float32)`)."""
     transcendental = sorted({d.activation.name for d in net.layers} & TRANSCENDENTAL)
     if transcendental:
+        rtol, atol = (RTOL32, ATOL32) if dtype == "float32" else (RTOL, ATOL)
         return Tolerance(
-            False, RTOL, ATOL,
+            False, rtol, atol,
             f"{', '.join(transcendental)} use exp/tanh, whose last bits differ between libm, "
             "numpy and the Python target's e ** v",
         )
@@ -102,7 +107,8 @@ def tolerance_for(net: Network, target: str) -> Tolerance:
             "rounded sqrt",
         )
     return Tolerance(
-        True, 0.0, 0.0, "piecewise-linear activations in the reference summation order"
+        True, 0.0, 0.0,
+        f"piecewise-linear activations in the reference summation order ({dtype})",
     )
 
 
@@ -228,7 +234,7 @@ def load_npy(path: str | os.PathLike, n_inputs: int) -> np.ndarray:
 
 # Module-level constants every generated program defines.
 _HEADER_NAMES = ("MODEL_DIGEST", "N_INPUTS", "N_OUTPUTS", "NORMALIZATION")
-_OPTIONAL_NAMES = ("MODEL_NAME", "INPUT_SHAPE", "THRESHOLD", "LABELS", "LAYER_NAMES")
+_OPTIONAL_NAMES = ("MODEL_NAME", "INPUT_SHAPE", "THRESHOLD", "LABELS", "LAYER_NAMES", "DTYPE")
 _LAYOUTS_LINE = re.compile(r"^Layer layouts: ([a-z, ]+)\.", re.MULTILINE)
 
 
@@ -247,6 +253,11 @@ class ProgramFile:
     @property
     def n_inputs(self) -> int:
         return int(self.constants["N_INPUTS"])
+
+    @property
+    def dtype(self) -> str:
+        """float64, or float32 for `--dtype float32` programs (their DTYPE constant)."""
+        return str(self.constants.get("DTYPE", "float64"))
 
     @property
     def digest(self) -> str:
@@ -390,10 +401,10 @@ class Report:
 
 
 def compare_outputs(
-    net: Network, got: np.ndarray, x: np.ndarray, tolerance: Tolerance
+    net: Network, got: np.ndarray, x: np.ndarray, tolerance: Tolerance, dtype: str = "float64"
 ) -> tuple[float, int, int, tuple[tuple[int, float], ...], tuple[Finding, ...]]:
-    """Judge program outputs `got` for rows `x` against `net`'s exact reference."""
-    ref = np.asarray(net.forward(x, exact=True), dtype=np.float64)
+    """Judge program outputs `got` for rows `x` against `net`'s exact reference in `dtype`."""
+    ref = np.asarray(net.forward(x, exact=True, dtype=np.dtype(dtype).type), dtype=np.float64)
     got = np.asarray(got, dtype=np.float64).reshape(ref.shape)
     n = ref.shape[0]
     ref2, got2 = ref.reshape(n, -1), got.reshape(n, -1)
@@ -413,7 +424,7 @@ def compare_outputs(
     agree = n
     near: list[tuple[int, float]] = []
     if head.kind == "binary":
-        thr = head.threshold
+        thr = float(np.dtype(dtype).type(head.threshold))  # the program's own literal
         ref_s, got_s = ref2[:, 0], got2[:, 0]
         same = (ref_s > thr) == (got_s > thr)
         edge = np.abs(ref_s - thr) <= tolerance.bound(ref_s)
@@ -450,6 +461,7 @@ def verify(
     count: int = RANDOM_COUNT,
     seed: int = 0,
     model_label: str = "the model",
+    dtype: str = "float64",
 ) -> Report:
     """Run `program` (or `net` compiled for `target` with `layout`) on data and judge it."""
     inputs = load_inputs(data, net.input_size, count, seed)
@@ -466,12 +478,14 @@ def verify(
                 f"{model_label} is {net.digest()}; compile it again or give its own model"
             )
         got = program_outputs(import_program(pf.path), inputs.x)
-        target, label = pf.target, str(pf.path)
+        target, label, dtype = pf.target, str(pf.path), pf.dtype
     else:
-        got = _compiled_outputs(net, target, layout, inputs.x)
-        label = f"a fresh {target} program ({layout} layout)"
-    tolerance = tolerance_for(net, target)
-    max_err, max_ulps, agree, near, findings = compare_outputs(net, got, inputs.x, tolerance)
+        got = _compiled_outputs(net, target, layout, inputs.x, dtype)
+        label = f"a fresh {target} program ({layout} layout, {dtype})"
+    tolerance = tolerance_for(net, target, dtype)
+    max_err, max_ulps, agree, near, findings = compare_outputs(
+        net, got, inputs.x, tolerance, dtype
+    )
     decisions = {"binary": "score > threshold", "multiclass": "argmax"}.get(net.head.kind, "none")
     return Report(
         model_label, label, target, inputs.source, len(inputs.x), tolerance, max_err,
@@ -479,12 +493,14 @@ def verify(
     )
 
 
-def _compiled_outputs(net: Network, target: str, layout: str, x: np.ndarray) -> np.ndarray:
+def _compiled_outputs(
+    net: Network, target: str, layout: str, x: np.ndarray, dtype: str = "float64"
+) -> np.ndarray:
     """Compile `net` into a temporary folder (numba's cache needs a real file), run, clean up."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
 
-    source = compile_network(net, target, layout)
+    source = compile_network(net, target, layout, dtype=dtype)
     with tempfile.TemporaryDirectory(prefix="templater-verify-") as folder:
         path = write_atomic(Path(folder) / f"program_{net.digest()}_{target}.py", source)
         return program_outputs(import_program(path), x)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from templater import compile as compile_network
-from templater import import_program, scan
+from templater import import_program, scan, verify
 from templater.errors import UsageError
 from templater.literals import literal
 from templater.network import Dense, Head, Network, Normalization
@@ -19,8 +20,8 @@ from templater.network import Dense, Head, Network, Normalization
 # 0.32; no decision flipped), 1.8e-5 on random inputs, 1.7e-6 for bench's random 625-h-1 nets.
 DECISION_TOLERANCE = 1e-3
 # exp/tanh: numba's expf/tanhf and numpy's float32 SIMD kernels may differ in the last bits.
-TRANSCENDENTAL_ATOL = 1e-6
-TRANSCENDENTAL_RTOL = 1e-5
+TRANSCENDENTAL_ATOL = verify.ATOL32
+TRANSCENDENTAL_RTOL = verify.RTOL32
 
 
 @pytest.fixture(scope="session")
@@ -190,3 +191,17 @@ def test_exp_and_tanh_within_the_stated_tolerance(build32):
     got = program.score_batch(x)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=TRANSCENDENTAL_RTOL, atol=TRANSCENDENTAL_ATOL)
+
+
+def test_verify_judges_a_float32_program_against_the_float32_reference(face, tmp_path):
+    net, module = face
+    report = verify.verify(net, module.__file__, data="random", count=200)
+    assert report.passed and report.max_abs_error == 0.0 and "float32" in report.tolerance.reason
+    # a hand-edited literal is caught and the input named
+    source = Path(module.__file__).read_text()
+    literal = repr(float(np.float32(net.layers[1].bias[0])))
+    edited = tmp_path / "edited32.py"
+    assert literal in source
+    edited.write_text(source.replace(literal, "0.5"))
+    report = verify.verify(net, edited, data="random", count=50)
+    assert not report.passed and report.findings and report.findings[0].index == 0

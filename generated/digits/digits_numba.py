@@ -21,6 +21,7 @@ N_INPUTS = 64
 N_OUTPUTS = 10
 INPUT_SHAPE = (8, 8)
 NORMALIZATION = 'none'
+DTYPE = 'float64'
 LABELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 # layer 1 weights: row i holds w[i, 0..15]

@@ -13,6 +13,7 @@ N_INPUTS = 64
 N_OUTPUTS = 10
 INPUT_SHAPE = (8, 8)
 NORMALIZATION = 'none'
+DTYPE = 'float64'
 LABELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 _E = 2.718281828459045

@@ -21,6 +21,7 @@ N_INPUTS = 625
 N_OUTPUTS = 1
 INPUT_SHAPE = (25, 25)
 NORMALIZATION = 'window'
+DTYPE = 'float64'
 THRESHOLD = 16.083421839978506
 
 # layer 1 weights: row i holds w[i, 0..15]
