@@ -9,7 +9,7 @@ import numpy as np
 from templater import scan
 from templater.emit import Emitter
 from templater.literals import literal, round_float32
-from templater.lower import BLOCK, block_program, choose_layouts, lower
+from templater.lower import BLOCK, block_program, choose_layouts, lower, split_tail
 from templater.network import Dense, Network, Normalization
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
@@ -93,6 +93,12 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
     emitter = Emitter(target)
     tables = "\n".join(line for t in program.tables for line in (*emitter.table(t), ""))
     scalar = program.returns_scalar
+    tail: tuple = ()
+    tail_vector = ""
+    if target.name == "numba":  # two kernels share the unrolled layers through one function
+        program, tail, tail_vector = split_tail(
+            program, layouts, net.normalization.kind == "window"
+        )
     block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
     title, note = _TITLES[target.name]
     if target.dtype == "float32":
@@ -139,6 +145,8 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         "dtype_arg": "" if f == "float64" else f", dtype=np.{f}",
         "zero": target.const.format(value="0.0"),
         "body": "\n".join(emitter.statements(program.body, 1)),
+        "tail_body": "\n".join(emitter.statements(tail, 1)) if tail else "",
+        "tail_params": tail_vector if scalar else f"{tail_vector}, out",
         "block": BLOCK,
         "block_allocs": "\n".join(emitter.statements(block_allocs, 1)),
         "block_body": "\n".join(emitter.statements(block_body, 2)),

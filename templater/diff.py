@@ -150,13 +150,16 @@ def _normalization(kind: str, eps: float | None) -> str:
 
 def _program_side(pf: ProgramFile) -> Side:
     where = str(pf.path)
-    kernel = next(
-        n for n in pf.tree.body if isinstance(n, ast.FunctionDef) and n.name == "_kernel"
-    )
+    # The layers are in `_kernel`, and the trailing unrolled ones of a Numba program in `_tail`.
+    functions = {n.name: n for n in pf.tree.body if isinstance(n, ast.FunctionDef)}
+    kernels = [functions[name] for name in ("_kernel", "_tail") if name in functions]
     lines = pf.text.splitlines()
     specs: list[tuple[int, int, str, str]] = []  # (n_in, n_out, activation, layout) per layer
     eps = None
-    for lineno in range(kernel.lineno, (kernel.end_lineno or kernel.lineno) + 1):
+    kernel_lines = [
+        lineno for k in kernels for lineno in range(k.lineno, (k.end_lineno or k.lineno) + 1)
+    ]
+    for lineno in kernel_lines:
         line = lines[lineno - 1]
         found = _LAYER_COMMENT.match(line)
         if found:
@@ -177,7 +180,7 @@ def _program_side(pf: ProgramFile) -> Side:
             b = _table(pf, f"L{number}_B", (n_out,))
             weights[number - 1], biases[number - 1] = w, b
     seen: set[tuple[int, int]] = set()
-    for stmt in kernel.body:
+    for stmt in (stmt for k in kernels for stmt in k.body):
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
             continue
         name = getattr(stmt.targets[0], "id", "")

@@ -11,6 +11,7 @@ from templater.program import (
     Comment,
     Compare,
     Const,
+    Do,
     Expr,
     For,
     If,
@@ -66,6 +67,8 @@ class Emitter:
             return [f"{pad}{stmt.name} = {alloc.format(size=stmt.size, rows=stmt.rows)}"]
         if isinstance(stmt, Return):
             return [f"{pad}return {self.expr(stmt.value)}"]
+        if isinstance(stmt, Do):
+            return [f"{pad}{self.expr(stmt.call)}"]
         raise TypeError(f"no emitter for statement {type(stmt).__name__}")
 
     def _if(self, stmt: If, depth: int, keyword: str) -> list[str]:
@@ -107,6 +110,8 @@ class Emitter:
         if isinstance(e, Var):
             return e.name
         if isinstance(e, Load):
+            if not e.index:
+                return e.array
             if len(e.index) == 1:
                 return f"{e.array}[{e.index[0]}]"
             i, j = e.index

@@ -9,7 +9,7 @@ second at any size while unrolled code costs it milliseconds per multiply-add.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from templater.errors import UsageError
 from templater.network import Activation, Dense, Network
@@ -21,6 +21,7 @@ from templater.program import (
     Comment,
     Compare,
     Const,
+    Do,
     Expr,
     For,
     If,
@@ -363,6 +364,37 @@ def _describe(act: Activation) -> str:
 # -- the block form: BLOCK rows per pass ------------------------------------------------------
 
 
+def split_tail(
+    program: Program, layouts: tuple[str, ...], normalized: bool
+) -> tuple[Program, tuple[Stmt, ...], str]:
+    """Move the trailing unrolled layers into a function of their input vector.
+
+    A Numba program has two kernels (one row; a block of rows); both call the tail, so each
+    unrolled literal is written once. Returns (the program calling the tail, the tail's body, the
+    name of its input vector, which is also its parameter); an empty tail when the last layer
+    is a table.
+    """
+    if not layouts or layouts[-1] != "unrolled":
+        return program, (), ""
+    first = len(layouts)
+    while first > 1 and layouts[first - 2] == "unrolled":
+        first -= 1
+    marker = f"layer {first}: "
+    start = next(
+        k
+        for k, stmt in enumerate(program.body)
+        if isinstance(stmt, Comment) and stmt.text.startswith(marker)
+    )
+    vector = f"l{first - 1}_h" if first > 1 else ("xn" if normalized else "x")
+    tail = program.body[start:]
+    if program.returns_scalar:
+        call: Stmt = Return(Call("tail", (Load(vector, ()),)))
+    else:
+        call = Do(Call("tail", (Load(vector, ()), Load("out", ()))))
+    head = replace(program, body=(*program.body[:start], Comment("the unrolled layers"), call))
+    return head, tail, vector
+
+
 def block_program(
     program: Program, block: int = BLOCK
 ) -> tuple[tuple[Stmt, ...], tuple[Stmt, ...]]:
@@ -399,8 +431,9 @@ def block_program(
 
 
 def _row(array: str, row: int | str) -> str:
-    """The row index of `array` in the block form: the input `x` is read at rows r + b."""
-    if array != "x":
+    """The row index of `array` in the block form: the input `x` and the output `out` are
+    indexed at rows r + b."""
+    if array not in ("x", "out"):
         return str(row)
     return "r" if row == 0 else f"r + {row}"
 
@@ -441,6 +474,10 @@ def _rowwise(stmt: Stmt, tables: set[str]) -> Stmt:
             return Assign(Load("out", ("r + b",)), ex(s.value))
         if isinstance(s, Comment):
             return s
+        if isinstance(s, Do):
+            call = ex(s.call)
+            assert isinstance(call, Call)
+            return Do(call)
         raise TypeError(f"no block form for statement {type(s).__name__}")
 
     return st(stmt)

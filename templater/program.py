@@ -24,8 +24,8 @@ class Var:
 
 @dataclass(frozen=True)
 class Load:
-    """`array[i]` or `array[i, j]`; an index is a literal int, the name of a loop variable, or
-    a loop variable plus a literal offset (`i + 3`)."""
+    """`array[i]` or `array[i, j]` (no index: the whole array); an index is a literal int, the
+    name of a loop variable, or a loop variable plus a literal offset (`i + 3`)."""
 
     array: str
     index: tuple[int | str, ...]
@@ -112,7 +112,14 @@ class Return:
     value: Expr
 
 
-Stmt = Comment | Assign | If | For | Alloc | Return
+@dataclass(frozen=True)
+class Do:
+    """A call made for its effect (it fills an output vector)."""
+
+    call: Call
+
+
+Stmt = Comment | Assign | If | For | Alloc | Return | Do
 
 # -- the whole program ------------------------------------------------------------------------
 

@@ -45,7 +45,12 @@ NUMBA = Target(
     index2="{array}[{i}, {j}]",
     alloc="np.empty({size})",
     alloc_rows="np.empty(({rows}, {size}))",
-    functions=(("exp", "math.exp"), ("sqrt", "math.sqrt"), ("tanh", "math.tanh")),
+    functions=(
+        ("exp", "math.exp"),
+        ("sqrt", "math.sqrt"),
+        ("tanh", "math.tanh"),
+        ("tail", "_tail"),  # the trailing unrolled layers, shared by both kernels
+    ),
     table_open="np.array(",
     table_close=")",
     unroll_budget=512,

@@ -211,10 +211,11 @@ def test_every_weight_is_written_once_as_its_repr():
     w = rng.normal(size=(20, 3))
     w[0, 0] = 5e-324  # subnormal: must round-trip exactly
     net = Network(20, (Dense(w, rng.normal(size=3), "relu"), Dense(np.ones((3, 1)), [0.0])))
-    for layout in ("unrolled", "table"):
-        source = templater.compile(net, "python", layout)
+    # Numba programs have two kernels (one row, a block of rows); they share one copy.
+    for target, layout in itertools.product(("python", "numba"), ("unrolled", "table", "auto")):
+        source = templater.compile(net, target, layout)
         for value in w.ravel():
-            assert source.count(repr(abs(float(value)))) == 1, (layout, value)
+            assert source.count(repr(abs(float(value)))) == 1, (target, layout, value)
 
 
 def test_unrolled_sums_are_bounded_and_one_term_per_line():
