@@ -8,6 +8,7 @@ from types import ModuleType
 import numpy as np
 
 import templater
+from templater.importers.onnx_backend import run_rows
 from templater.network import Network
 
 TARGETS = ("python", "numba")
@@ -25,12 +26,7 @@ def load_program(net: Network, target: str, folder: Path, stem: str = "program")
 
 def outputs(program: ModuleType, net: Network, target: str, x: np.ndarray) -> np.ndarray:
     """All outputs of the program for the rows of `x`, as an (n, n_outputs) array."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if target == "numba":
-        out = np.asarray(program.score_batch(x))
-    else:
-        out = np.asarray(program.score_batch([list(map(float, row)) for row in x]))
-    return out.reshape(len(x), net.n_outputs)
+    return run_rows(program, net, target, x)
 
 
 def decisions(program: ModuleType, net: Network, target: str, x: np.ndarray) -> np.ndarray:
