@@ -119,8 +119,9 @@ class Emitter:
         if isinstance(e, BinOp):
             prec = _PRECEDENCE[e.op]
             left = self.expr(e.left, prec)
-            # The right operand of - and / needs parentheses at equal precedence.
-            right = self.expr(e.right, prec + (1 if e.op in "-/" else 0))
+            # A right operand at equal precedence keeps its parentheses: float + and * are not
+            # associative, so (a + b) + (c + d) must not print as a + b + c + d.
+            right = self.expr(e.right, prec + 1)
             text = f"{left} {e.op} {right}"
             return f"({text})" if prec < context else text
         if isinstance(e, Neg):

@@ -9,10 +9,11 @@ second at any size while unrolled code costs it milliseconds per multiply-add.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from templater.errors import UsageError
-from templater.network import Activation, Dense, Network
+from templater.network import STAT_LANES, Activation, Dense, Network, combine_lanes
 from templater.program import (
     Alloc,
     Assign,
@@ -330,29 +331,62 @@ def _softmax(number: int, inputs: tuple[Expr, ...]) -> list[Stmt]:
 
 
 def _window_normalization(n: int, eps: float) -> list[Stmt]:
-    """xn = (x - mean) / (std + eps), with sums taken left to right like the reference."""
+    """xn = (x - mean) * (1 / (std + eps)), with both sums in the reference's lanes (lane_sum)."""
     x, xn = (lambda i: Load("x", (i,))), (lambda i: Load("xn", (i,)))
-    total, mean, squares, d, scale = (Var(v) for v in ("total", "mean", "squares", "d", "scale"))
+    total, mean, squares, d, scale, inv = (
+        Var(v) for v in ("total", "mean", "squares", "d", "scale", "inv")
+    )
     count = Const(float(n))
+    whole = n - n % STAT_LANES
+    lanes = [Var(f"t{k}") for k in range(STAT_LANES)]
+    deltas = [Var(f"d{k}") for k in range(STAT_LANES)]
+
+    def lane_sum(into: Var, group: list[Stmt], term: Callable[[int], Expr], rest: list[Stmt]):
+        """`into` = the lanes' sum of term(k) over whole groups, then `rest` for the leftovers."""
+        if not whole:
+            return [Assign(into, Const(0.0)), *rest]
+        adds = [Assign(t, BinOp("+", t, term(k))) for k, t in enumerate(lanes)]
+        return [
+            *(Assign(t, Const(0.0)) for t in lanes),
+            For("i", 0, whole, (*group, *adds), step=STAT_LANES),
+            Assign(into, combine_lanes(list(lanes), lambda a, b: BinOp("+", a, b))),
+            *rest,
+        ]
+
+    def leftovers(body: Callable[[], list[Stmt]]) -> list[Stmt]:
+        return [For("i", whole, n, tuple(body()))] if whole < n else []
+
     return [
-        Comment(f"input normalisation: each window to zero mean, unit variance (eps {eps!r})"),
+        Comment(
+            "input normalisation: each window to zero mean, unit variance, "
+            f"sums in {STAT_LANES} lanes (eps {eps!r})"
+        ),
         Alloc("xn", n),
-        Assign(total, Const(0.0)),
-        For("i", 0, n, (Assign(total, BinOp("+", total, x("i"))),)),
+        *lane_sum(
+            total,
+            [],
+            lambda k: x(_offset("i", k)),
+            leftovers(lambda: [Assign(total, BinOp("+", total, x("i")))]),
+        ),
         Assign(mean, BinOp("/", total, count)),
-        Assign(squares, Const(0.0)),
-        For(
-            "i",
-            0,
-            n,
-            (
-                Assign(d, BinOp("-", x("i"), mean)),
-                Assign(xn("i"), d),
-                Assign(squares, BinOp("+", squares, BinOp("*", d, d))),
+        *lane_sum(
+            squares,
+            [
+                *(Assign(dk, BinOp("-", x(_offset("i", k)), mean)) for k, dk in enumerate(deltas)),
+                *(Assign(xn(_offset("i", k)), dk) for k, dk in enumerate(deltas)),
+            ],
+            lambda k: BinOp("*", deltas[k], deltas[k]),
+            leftovers(
+                lambda: [
+                    Assign(d, BinOp("-", x("i"), mean)),
+                    Assign(xn("i"), d),
+                    Assign(squares, BinOp("+", squares, BinOp("*", d, d))),
+                ]
             ),
         ),
         Assign(scale, BinOp("+", Call("sqrt", (BinOp("/", squares, count),)), Const(eps))),
-        For("i", 0, n, (Assign(xn("i"), BinOp("/", xn("i"), scale)),)),
+        Assign(inv, BinOp("/", Const(1.0), scale)),
+        For("i", 0, n, (Assign(xn("i"), BinOp("*", xn("i"), inv)),)),
     ]
 
 

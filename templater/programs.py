@@ -10,23 +10,28 @@ from pathlib import Path
 
 from templater.errors import TemplaterError
 
+# Programs imported so far, by (resolved path, source digest): importing again is free.
+_loaded: dict[tuple[str, str], types.ModuleType] = {}
+
 
 def import_program(path: str | os.PathLike) -> types.ModuleType:
-    """Import the program at `path` as a fresh module.
+    """Import the program at `path` as a fresh module named after the file (`face_numba`).
 
     The source is compiled from the file's current text, so a regenerated program is never
-    shadowed by a stale .pyc of the same size and second; numba's on-disk cache (cache=True)
-    still works because the code object names the real file.
+    shadowed by a stale .pyc of the same size and second. The module takes the name a user's
+    `import face_numba` gives it because numba's on-disk cache (cache=True) records that name and
+    imports it when loading: any other name would break the user's import after ours, and ours
+    after theirs, with ModuleNotFoundError.
     """
     path = Path(path).resolve()
     try:
         source = path.read_bytes()
     except OSError as exc:
         raise TemplaterError(f"{path}: cannot read program: {exc.strerror or exc}") from exc
-    digest = hashlib.sha256(source).hexdigest()[:12]
-    name = f"templater_program_{path.stem}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
+    key = (str(path), hashlib.sha256(source).hexdigest())
+    if key in _loaded:
+        return _loaded[key]
+    name = path.stem
     module = types.ModuleType(name)
     module.__file__ = str(path)
     try:
@@ -35,10 +40,15 @@ def import_program(path: str | os.PathLike) -> types.ModuleType:
         raise TemplaterError(
             f"{path}: not a valid Python program ({exc.msg}, line {exc.lineno})"
         ) from exc
+    previous = sys.modules.get(name)
     sys.modules[name] = module  # numba's cache looks the module up by name
     try:
         exec(code, module.__dict__)
     except BaseException:
-        del sys.modules[name]
+        if previous is None:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = previous
         raise
+    _loaded[key] = module
     return module

@@ -186,6 +186,13 @@ def test_face_sized_numba_program_is_exact_and_checks_its_input(build_program):
     x32 = x.astype(np.float32)
     assert module.score(x32) == net.score(x32.astype(np.float64))
     assert module.score(x.tolist()) == net.score(x)
+    # Read-only, strided and too-long inputs leave the one-call fast path for the full checks.
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    assert module.score(frozen) == net.score(x)
+    assert module.score(np.repeat(x, 2)[::2]) == net.score(x)
+    with pytest.raises(ValueError, match="625"):
+        module.score(np.concatenate([x, x[:1]]))
 
 
 def test_python_program_checks_its_input(build_program):

@@ -8,7 +8,7 @@ import pytest
 from templater import compile as compile_network
 from templater.data.faces import photo
 from templater.network import Dense, Head, Network, Normalization
-from templater.scan import candidates, scan
+from templater.scan import candidates, pyramid_level, scan
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,16 @@ def test_numba_find_faces_is_the_reference_scan_bit_for_bit(
     assert found.dtype == np.float64 and found.shape[1] == 4
     assert len(found) >= 2 and len(raw) > len(found)  # something found, and NMS dropped some
     assert np.array_equal(found, expected)
+
+
+@pytest.mark.parametrize("s", [1.0, 0.8, 0.64, 0.5, 0.33, 0.2, 1.3, 2.0])
+def test_numba_pyramid_levels_are_the_reference_bit_for_bit(numba_program, s):
+    # The compiled resampler must repeat scan.pyramid_level's float64 operations exactly, or
+    # windows straddling the threshold could flip; odd sizes exercise the clamped edges.
+    image = np.random.default_rng(3).random((61, 47))
+    got = numba_program._pyramid_level(image, s)
+    assert got.shape == pyramid_level(image, s).shape
+    assert np.array_equal(got, pyramid_level(image, s))
 
 
 def test_default_settings_are_the_reference_defaults(numba_program):

@@ -67,3 +67,31 @@ def test_numba_program_runs_without_templater(tmp_path):
     scores, predicted = (json.loads(line) for line in out.splitlines())
     np.testing.assert_allclose(np.array(scores), net.forward(x), rtol=1e-12, atol=1e-15)
     assert predicted == list(net.predict(x))
+
+
+def test_numba_cache_serves_templater_and_a_plain_import_alike(tmp_path):
+    # numba's on-disk cache records the module name a function was compiled under and imports
+    # it when loading; templater.import_program must use the name a user's import gives, or
+    # whichever comes second fails with ModuleNotFoundError.
+    shutil.copy(GENERATED / "digits" / "digits_numba.py", tmp_path)
+    x = np.random.default_rng(2).random((5, 64))
+    (tmp_path / "rows.json").write_text(json.dumps(x.tolist()))
+    by_templater = (
+        "import json, numpy as np, templater\n"
+        "program = templater.import_program('digits_numba.py')\n"
+        "rows = np.array(json.load(open('rows.json')))\n"
+        "print(json.dumps(program.score_batch(rows).tolist()))\n"
+    )
+    body = "import numpy as np\nprint(json.dumps(program.score_batch(np.array(rows)).tolist()))"
+    outputs = []
+    for step in ("templater", "plain", "templater"):
+        if step == "plain":
+            outputs.append(run_isolated(tmp_path, "digits_numba", [], body))
+            continue
+        done = subprocess.run(
+            [sys.executable, "-c", by_templater], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert list((tmp_path / "__pycache__").glob("digits_numba.*.nbi"))  # the cache was used
+    assert outputs[0] == outputs[1] == outputs[2]

@@ -432,8 +432,10 @@ def _tail(l1_h, out):
 
 @njit("boolean(float64[::1], float64[::1])", cache=True)
 def _kernel(x, out):
-    # x holding NaN or infinity gives False: the caller says which problem. x - x != 0
-    # for those only, and the loop vectorises as it has no early exit.
+    # x of the wrong length, or holding NaN or infinity, gives False: the caller says which
+    # problem. x - x != 0 for NaN and infinity only, and the loop vectorises as it has no early exit.
+    if x.shape[0] != 64:
+        return False
     bad = False
     for i in range(64):
         if x[i] - x[i] != 0.0:
@@ -615,7 +617,8 @@ def _rows(x, ndim):
     if x.ndim != ndim or x.shape[-1] != N_INPUTS:
         want = f"({N_INPUTS},)" if ndim == 1 else f"(n, {N_INPUTS})"
         raise ValueError(f"expected an array of shape {want}, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return x if x.flags.writeable else x.copy()  # the compiled signatures take writable arrays
 
 
 def _not_finite():
