@@ -118,7 +118,13 @@ def match(boxes: np.ndarray, labelled: tuple[tuple[float, float, float], ...]) -
     return best, int(len(boxes) - claimed.sum())
 
 
-def im2col_scan(net: Network, image: np.ndarray, band: int = 16) -> np.ndarray:
+def im2col_scan(
+    net: Network,
+    image: np.ndarray,
+    scales: tuple[float, ...] = scan.DEFAULT_SCALES,
+    stride: int = scan.DEFAULT_STRIDE,
+    band: int = 16,
+) -> np.ndarray:
     """The numpy baseline: the same windows as rows (im2col), one BLAS matmul per layer.
 
     Windows are gathered a band of `band` window rows at a time (bounded memory); the window
@@ -126,13 +132,13 @@ def im2col_scan(net: Network, image: np.ndarray, band: int = 16) -> np.ndarray:
     scores match the programs' to ~1e-12, not bit for bit.
     """
     found = []
-    for s in scan.DEFAULT_SCALES:
+    for s in scales:
         level = scan.pyramid_level(image, s)
         if min(level.shape) < scan.WINDOW:
             continue
         view = np.lib.stride_tricks.sliding_window_view(level, (scan.WINDOW, scan.WINDOW))
-        rows = np.arange(0, level.shape[0] - scan.WINDOW + 1, scan.DEFAULT_STRIDE)
-        cols = np.arange(0, level.shape[1] - scan.WINDOW + 1, scan.DEFAULT_STRIDE)
+        rows = np.arange(0, level.shape[0] - scan.WINDOW + 1, stride)
+        cols = np.arange(0, level.shape[1] - scan.WINDOW + 1, stride)
         for start in range(0, len(rows), band):
             r = rows[start : start + band]
             x = view[r[:, None], cols[None, :]].reshape(-1, scan.WINDOW * scan.WINDOW)

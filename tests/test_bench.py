@@ -71,3 +71,27 @@ def test_random_network_is_deterministic():
 def test_bad_architectures_are_refused(arch):
     with pytest.raises(UsageError):
         bench.parse_arch(arch)
+
+
+def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, scan_net):
+    import numpy as np
+
+    from templater import scan
+    from templater.data.faces import photo
+    from templater.demo import im2col_scan
+
+    image = np.ascontiguousarray(photo("astronaut")[40:160, 150:290])
+    # The im2col baseline scans the bench's windows (its scales and stride), so its boxes are
+    # the reference's up to float rounding.
+    baseline = im2col_scan(scan_net, image, bench.SCAN_SCALES, bench.SCAN_STRIDE)
+    reference = scan.scan(scan_net, image, bench.SCAN_SCALES, bench.SCAN_STRIDE, exact=True)
+    assert baseline.shape == reference.shape and len(reference) > 0
+    np.testing.assert_allclose(baseline, reference, rtol=1e-9, atol=1e-9)
+    rows = []
+    bench._scan_rows(
+        lambda *a, **k: rows.append((a, k)), scan_net, build_program(scan_net, "numba"), image, 3
+    )
+    baselines = [a[4] for a, _ in rows]
+    assert baselines[:2] == ["numpy im2col + matmul", "numpy FFT correlation"]
+    assert all(a[2] > 0 and a[5] > 0 for a, _ in rows)
+    assert "same boxes as the reference: True" in rows[0][1]["note"]
