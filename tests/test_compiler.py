@@ -193,6 +193,7 @@ def test_face_sized_numba_program_is_exact_and_checks_its_input(build_program):
     assert module.score(np.repeat(x, 2)[::2]) == net.score(x)
     with pytest.raises(ValueError, match="625"):
         module.score(np.concatenate([x, x[:1]]))
+    assert type(module.decide(x)) is bool and module.decide(x) == net.decide(x)
 
 
 def test_python_program_checks_its_input(build_program):

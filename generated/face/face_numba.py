@@ -1695,7 +1695,7 @@ def score(x):
 
 def decide(x):
     """True when the score is above THRESHOLD."""
-    return bool(score(x) > THRESHOLD)
+    return score(x) > THRESHOLD  # score() returns a Python float, so this is a bool
 
 
 def score_batch(rows):
