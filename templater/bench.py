@@ -715,6 +715,126 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+SAME_BOXES = "scan: same boxes as the reference"
+# Issue 5's targets: (what, networks, section, figure, baseline, judge of the row). A figure is
+# the row's value, or with a baseline its speedup over that baseline.
+TARGETS: tuple[tuple[str, tuple[str, ...], str, str, str, Callable[[Row], bool]], ...] = (
+    (
+        "cold compile <= 3 s",
+        ("625-32-1",),
+        "compile",
+        "numba cold compile (fresh process)",
+        "",
+        lambda r: r.value <= 3.0,
+    ),
+    (
+        "cached first call <= 0.6 s",
+        ("625-32-1",),
+        "compile",
+        "cached first call (fresh process)",
+        "",
+        lambda r: r.value <= 0.6,
+    ),
+    (
+        "in-loop >= 10 GMAC/s",
+        ("625-32-1", "625-128-1"),
+        "in-loop",
+        "multiply-add rate",
+        "",
+        lambda r: r.value >= 10.0,
+    ),
+    (
+        "single call >= 5x onnxruntime",
+        ("625-32-1",),
+        "single",
+        "decide(x) from Python",
+        "onnxruntime float32",
+        lambda r: (r.speedup or 0.0) >= 5.0,
+    ),
+    (
+        "single call >= 2x numpy float64",
+        ("625-32-1",),
+        "single",
+        "decide(x) from Python",
+        "numpy float64",
+        lambda r: (r.speedup or 0.0) >= 2.0,
+    ),
+    (
+        "batch >= numpy float64",
+        ("625-32-1", "625-128-1"),
+        "batch",
+        "score_batch samples/s",
+        "numpy float64",
+        lambda r: (r.speedup or 0.0) >= 1.0,
+    ),
+    (
+        "scan >= 5x numpy im2col + matmul",
+        ("625-32-1", "625-128-1"),
+        "scan",
+        "find_faces on the astronaut",
+        "numpy im2col + matmul",
+        lambda r: (r.speedup or 0.0) >= 5.0,
+    ),
+    (
+        "scan faster than the LBP cascade",
+        ("625-32-1", "625-128-1"),
+        "scan",
+        "find_faces on the astronaut",
+        "skimage LBP Cascade",
+        lambda r: (r.speedup or 0.0) > 1.0,
+    ),
+    (
+        SAME_BOXES,
+        ("625-32-1", "625-128-1"),
+        "scan",
+        "find_faces on the astronaut",
+        "numpy im2col + matmul",
+        lambda r: r.note.endswith("same boxes as the reference: True"),
+    ),
+    (
+        "1M parameters compile <= 30 s",
+        ("625-1600-1",),
+        "size sweep",
+        "numba cold compile (fresh process)",
+        "",
+        lambda r: r.value <= 30.0,
+    ),
+    (
+        "1M parameters: peak memory < 2 GB",
+        ("625-1600-1",),
+        "size sweep",
+        "peak memory, cold compile process",
+        "",
+        lambda r: r.value < 2048.0,
+    ),
+)
+
+
+def targets(results: Results) -> str:
+    """Issue 5's targets judged on this run's rows (float32 programs too, when measured)."""
+    lines = ["| target | network | measured | met |", "|---|---|---:|---|"]
+    for what, networks, section, figure, baseline, met in TARGETS:
+        for network in networks:
+            for row in results.rows:
+                name = row.network.removesuffix(" float32")
+                if (name, row.section, row.what, row.baseline) != (
+                    network,
+                    section,
+                    figure,
+                    baseline,
+                ):
+                    continue
+                if what == SAME_BOXES:
+                    shown = row.note.rsplit(": ", 1)[-1]
+                elif baseline:
+                    shown = f"{row.speedup:.2f}x"
+                else:
+                    shown = f"{_fmt(row.value)} {row.unit}"
+                verdict = "yes" if met(row) else "**no**"
+                lines.append(f"| {what} | {row.network} | {shown} | {verdict} |")
+    return "\n".join(lines)
+
+
 def _fmt(value: float) -> str:
     if not math.isfinite(value):
         return "n/a"

@@ -95,3 +95,38 @@ def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, 
     assert baselines[:2] == ["numpy im2col + matmul", "numpy FFT correlation"]
     assert all(a[2] > 0 and a[5] > 0 for a, _ in rows)
     assert "same boxes as the reference: True" in rows[0][1]["note"]
+
+
+def test_targets_judge_this_runs_rows_for_both_float_types():
+    rows = [
+        bench.Row("625-32-1", "compile", "numba cold compile (fresh process)", 1.3, "s"),
+        bench.Row("625-32-1 float32", "compile", "numba cold compile (fresh process)", 3.5, "s"),
+        bench.Row(
+            "625-32-1",
+            "single",
+            "decide(x) from Python",
+            2000.0,
+            "ns",
+            "onnxruntime float32",
+            9000.0,
+            4.5,
+        ),
+        bench.Row(
+            "625-128-1",
+            "scan",
+            "find_faces on the astronaut",
+            200.0,
+            "ms",
+            "numpy im2col + matmul",
+            1200.0,
+            6.0,
+            note="105392 windows, 16 boxes, same boxes as the reference: True",
+        ),
+    ]
+    text = bench.targets(bench.Results(config={}, machine={}, rows=rows))
+    assert "| cold compile <= 3 s | 625-32-1 | 1.3 s | yes |" in text
+    assert "| cold compile <= 3 s | 625-32-1 float32 | 3.5 s | **no** |" in text
+    assert "| single call >= 5x onnxruntime | 625-32-1 | 4.50x | **no** |" in text
+    assert "| scan >= 5x numpy im2col + matmul | 625-128-1 | 6.00x | yes |" in text
+    assert "| scan: same boxes as the reference | 625-128-1 | True | yes |" in text
+    assert len(text.splitlines()) == 2 + 5  # no row, no verdict: nothing invented
