@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -715,97 +715,118 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
-SAME_BOXES = "scan: same boxes as the reference"
-# Issue 5's targets: (what, networks, section, figure, baseline, judge of the row). A figure is
-# the row's value, or with a baseline its speedup over that baseline.
-TARGETS: tuple[tuple[str, tuple[str, ...], str, str, str, Callable[[Row], bool]], ...] = (
-    (
+class Target(NamedTuple):
+    """One of issue 5's targets: which rows it reads and how it judges them."""
+
+    what: str
+    networks: tuple[str, ...]
+    section: str
+    figure: str
+    baseline: str
+    met: Callable[[Row], bool]
+    shows: str = "speedup"  # the column shown as measured: "speedup", "value" or "note"
+
+
+def _at_least(ratio: float) -> Callable[[Row], bool]:
+    return lambda r: (r.speedup or 0.0) >= ratio
+
+
+DETECTORS = ("625-32-1", "625-128-1")
+SCAN = "find_faces on the astronaut"
+TARGETS = (
+    Target(
         "cold compile <= 3 s",
         ("625-32-1",),
         "compile",
         "numba cold compile (fresh process)",
         "",
         lambda r: r.value <= 3.0,
+        "value",
     ),
-    (
+    Target(
         "cached first call <= 0.6 s",
         ("625-32-1",),
         "compile",
         "cached first call (fresh process)",
         "",
         lambda r: r.value <= 0.6,
+        "value",
     ),
-    (
+    Target(
         "in-loop >= 10 GMAC/s",
-        ("625-32-1", "625-128-1"),
+        DETECTORS,
         "in-loop",
         "multiply-add rate",
-        "",
+        "plain numba loop",
         lambda r: r.value >= 10.0,
+        "value",
     ),
-    (
+    Target(
         "single call >= 5x onnxruntime",
         ("625-32-1",),
         "single",
         "decide(x) from Python",
         "onnxruntime float32",
-        lambda r: (r.speedup or 0.0) >= 5.0,
+        _at_least(5.0),
     ),
-    (
+    Target(
         "single call >= 2x numpy float64",
         ("625-32-1",),
         "single",
         "decide(x) from Python",
         "numpy float64",
-        lambda r: (r.speedup or 0.0) >= 2.0,
+        _at_least(2.0),
     ),
-    (
+    Target(
         "batch >= numpy float64",
-        ("625-32-1", "625-128-1"),
+        DETECTORS,
         "batch",
         "score_batch samples/s",
         "numpy float64",
-        lambda r: (r.speedup or 0.0) >= 1.0,
+        _at_least(1.0),
     ),
-    (
+    Target(
         "scan >= 5x numpy im2col + matmul",
-        ("625-32-1", "625-128-1"),
+        DETECTORS,
         "scan",
-        "find_faces on the astronaut",
+        SCAN,
         "numpy im2col + matmul",
-        lambda r: (r.speedup or 0.0) >= 5.0,
+        _at_least(5.0),
     ),
-    (
+    Target(
         "scan faster than the LBP cascade",
-        ("625-32-1", "625-128-1"),
+        DETECTORS,
         "scan",
-        "find_faces on the astronaut",
+        SCAN,
         "skimage LBP Cascade",
         lambda r: (r.speedup or 0.0) > 1.0,
     ),
-    (
-        SAME_BOXES,
-        ("625-32-1", "625-128-1"),
+    Target(
+        "scan: same boxes as the reference",
+        DETECTORS,
         "scan",
-        "find_faces on the astronaut",
+        SCAN,
         "numpy im2col + matmul",
         lambda r: r.note.endswith("same boxes as the reference: True"),
+        "note",
     ),
-    (
+    Target(
         "1M parameters compile <= 30 s",
         ("625-1600-1",),
         "size sweep",
         "numba cold compile (fresh process)",
         "",
         lambda r: r.value <= 30.0,
+        "value",
     ),
-    (
+    Target(
         "1M parameters: peak memory < 2 GB",
         ("625-1600-1",),
         "size sweep",
         "peak memory, cold compile process",
         "",
         lambda r: r.value < 2048.0,
+        "value",
     ),
 )
 
@@ -813,25 +834,24 @@ TARGETS: tuple[tuple[str, tuple[str, ...], str, str, str, Callable[[Row], bool]]
 def targets(results: Results) -> str:
     """Issue 5's targets judged on this run's rows (float32 programs too, when measured)."""
     lines = ["| target | network | measured | met |", "|---|---|---:|---|"]
-    for what, networks, section, figure, baseline, met in TARGETS:
-        for network in networks:
+    for t in TARGETS:
+        for network in t.networks:
             for row in results.rows:
                 name = row.network.removesuffix(" float32")
                 if (name, row.section, row.what, row.baseline) != (
                     network,
-                    section,
-                    figure,
-                    baseline,
+                    t.section,
+                    t.figure,
+                    t.baseline,
                 ):
                     continue
-                if what == SAME_BOXES:
-                    shown = row.note.rsplit(": ", 1)[-1]
-                elif baseline:
-                    shown = f"{row.speedup:.2f}x"
-                else:
-                    shown = f"{_fmt(row.value)} {row.unit}"
-                verdict = "yes" if met(row) else "**no**"
-                lines.append(f"| {what} | {row.network} | {shown} | {verdict} |")
+                shown = {
+                    "speedup": f"{row.speedup or 0.0:.2f}x",
+                    "value": f"{_fmt(row.value)} {row.unit}",
+                    "note": row.note.rsplit(": ", 1)[-1],
+                }[t.shows]
+                verdict = "yes" if t.met(row) else "**no**"
+                lines.append(f"| {t.what} | {row.network} | {shown} | {verdict} |")
     return "\n".join(lines)
 
 

@@ -123,10 +123,16 @@ def test_targets_judge_this_runs_rows_for_both_float_types():
             note="105392 windows, 16 boxes, same boxes as the reference: True",
         ),
     ]
+    rows.append(
+        bench.Row(
+            "625-128-1", "in-loop", "multiply-add rate", 9.5, "GMAC/s", "plain numba loop", 1.1, 8.6
+        )
+    )
     text = bench.targets(bench.Results(config={}, machine={}, rows=rows))
+    assert "| in-loop >= 10 GMAC/s | 625-128-1 | 9.5 GMAC/s | **no** |" in text
     assert "| cold compile <= 3 s | 625-32-1 | 1.3 s | yes |" in text
     assert "| cold compile <= 3 s | 625-32-1 float32 | 3.5 s | **no** |" in text
     assert "| single call >= 5x onnxruntime | 625-32-1 | 4.50x | **no** |" in text
     assert "| scan >= 5x numpy im2col + matmul | 625-128-1 | 6.00x | yes |" in text
     assert "| scan: same boxes as the reference | 625-128-1 | True | yes |" in text
-    assert len(text.splitlines()) == 2 + 5  # no row, no verdict: nothing invented
+    assert len(text.splitlines()) == 2 + 6  # no row, no verdict: nothing invented
