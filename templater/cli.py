@@ -126,6 +126,24 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
 @click.option("--budget", type=int, default=None, help="Programs (weight settings) to evaluate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bootstrap", type=int, default=None, help="Rounds of mined false positives [6].")
+@click.option(
+    "--ensemble", type=int, default=None,
+    help="Networks searched from different seeds and merged into one (their mean score) [1].",
+)
+@click.option("--photo-windows", type=int, default=None, help="Random windows per photo [150].")
+@click.option(
+    "--validation-photo-folds", type=int, default=None,
+    help="Folds of face-free photos the detector threshold is set on, not trained on [1].",
+)
+@click.option(
+    "--fp-per-megapixel", type=float, default=None,
+    help="The threshold rule's budget of boxes per megapixel of face-free photos [1.0].",
+)
+@click.option(
+    "--threshold-rule", type=click.Choice(["validation", "unseen"]), default=None,
+    help="The budget holds on the validation photos, or is the expected rate on unseen ones "
+    "(one box fewer on the validation photos) [validation].",
+)
 @click.option("--folds", type=int, default=None, help="Instead: K-fold accuracy by source image.")
 @click.option(
     "--final", is_flag=True,
@@ -134,15 +152,21 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
 @click.option("-o", "--output", type=click.Path(), default="model.npz", show_default=True)
 def train(
     arch: str, strategy: str, epochs: int | None, budget: int | None, seed: int,
-    bootstrap: int | None, folds: int | None, final: bool, output: str,
+    bootstrap: int | None, ensemble: int | None, photo_windows: int | None,
+    validation_photo_folds: int | None, fp_per_megapixel: float | None,
+    threshold_rule: str | None, folds: int | None, final: bool, output: str,
 ) -> None:
     """Train the face / non-face template on scikit-image's faces and photos."""
     from templater import train as training
 
+    recipe = {  # options not given keep TrainConfig's defaults (the shipped recipe)
+        "bootstrap": bootstrap, "ensemble": ensemble, "photo_windows": photo_windows,
+        "validation_photo_folds": validation_photo_folds, "fp_per_megapixel": fp_per_megapixel,
+        "threshold_rule": threshold_rule,
+    }
     config = training.TrainConfig(
-        arch=arch, search=strategy, epochs=epochs, budget=budget, seed=seed,
-        bootstrap=training.DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap,
-        final=final,
+        arch=arch, search=strategy, epochs=epochs, budget=budget, seed=seed, final=final,
+        **{key: value for key, value in recipe.items() if value is not None},
     )
     training.validate(config)
     if folds is not None:
@@ -412,6 +436,8 @@ def bench_command(
     )
     results = bench.run(config, progress=lambda text: click.echo(text, err=True))
     click.echo(bench.table(results))
+    click.echo("\nIssue 5's targets in this run:\n")
+    click.echo(bench.targets(results))
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")
         click.echo(f"wrote {json_path}", err=True)

@@ -43,6 +43,19 @@ def test_splits_never_share_a_source(base: faces.WindowSet) -> None:
     assert sorted(set(tested.tolist())) == sorted(set(base.group.tolist()))
 
 
+def test_more_photo_validation_folds_move_only_photos(base: faces.WindowSet) -> None:
+    one = faces.split(base, 0, 5, seed=3)
+    two = faces.split(base, 0, 5, seed=3, photo_val_folds=2)
+    assert np.array_equal(one[2].group, two[2].group)  # the test fold is unchanged
+    lfw = [set(s.group[s.kind != 2].tolist()) for s in (*one[:2], *two[:2])]
+    assert lfw[0] == lfw[2] and lfw[1] == lfw[3]  # faces train and validate as before
+    moved = set(two[1].group.tolist()) - set(one[1].group.tolist())
+    assert moved and moved == set(one[0].group.tolist()) - set(two[0].group.tolist())
+    assert all(base.group_names[g].startswith("photo:") for g in moved)
+    with pytest.raises(UsageError, match="photo validation folds"):
+        faces.split(base, 0, 5, seed=3, photo_val_folds=4)
+
+
 def test_augmented_copies_keep_label_and_source(base: faces.WindowSet) -> None:
     out = faces.augment(base, np.random.default_rng(1), copies=3)
     assert len(out) == len(base) + 3 * 200

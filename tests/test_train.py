@@ -16,6 +16,7 @@ from templater.modelfile import load, to_bytes
 from templater.train import (
     TrainConfig,
     cross_validate,
+    detection_threshold,
     output_paths,
     parse_arch,
     train,
@@ -23,7 +24,9 @@ from templater.train import (
 )
 
 # Small enough to train in about a second; mining scans one small pyramid level.
-TINY = TrainConfig(epochs=1, bootstrap=1, photo_windows=20, augment_copies=1, mine_scales=(0.25,))
+TINY = TrainConfig(
+    epochs=1, bootstrap=1, photo_windows=20, augment_copies=1, mine_scales=(0.25,), ensemble=1
+)
 
 
 def test_default_model_is_accurate_fast_and_well_formed(default_training) -> None:
@@ -31,7 +34,8 @@ def test_default_model_is_accurate_fast_and_well_formed(default_training) -> Non
     assert result.metrics["test"]["accuracy"] >= 0.93
     assert result.metrics["test"]["roc_auc"] >= 0.9
     net = result.network
-    assert net.architecture == "625-16-1" and net.input_shape == (25, 25)
+    assert net.architecture == f"625-{16 * result.config.ensemble}-1"
+    assert net.input_shape == (25, 25)
     assert net.normalization.kind == "window"
     assert [d.activation.name for d in net.layers] == ["relu", "identity"]
     assert net.head.kind == "binary" and np.isfinite(net.head.threshold)
@@ -61,8 +65,44 @@ def test_same_seed_gives_a_byte_identical_model() -> None:
     assert a == b and a != c
 
 
+def test_an_ensemble_is_one_wider_network_whose_first_member_is_the_single_one() -> None:
+    # Without bootstrapping the members never see each other: member 0 is the single network.
+    config = TrainConfig(**{**TINY.__dict__, "bootstrap": 0})
+    single = train(config).network
+    pair = train(TrainConfig(**{**config.__dict__, "ensemble": 2})).network
+    assert pair.architecture == "625-32-1" and "2 x 625-16-1" in pair.name
+    assert np.array_equal(pair.layers[0].weights[:, :16], single.layers[0].weights)
+    assert np.array_equal(pair.layers[1].weights[:16] * 2.0, single.layers[1].weights)
+    assert not np.array_equal(pair.layers[0].weights[:, 16:], single.layers[0].weights)
+
+
+def test_an_ensemble_with_bootstrapping_is_deterministic() -> None:
+    config = TrainConfig(**{**TINY.__dict__, "ensemble": 2})
+    assert to_bytes(train(config).network) == to_bytes(train(config).network)
+
+
+def test_the_unseen_rule_leaves_one_box_fewer_on_the_validation_photos() -> None:
+    from templater.data import faces
+    from templater.network import Dense, Head, Network, Normalization
+    from templater.scan import scan
+
+    w = np.zeros((625, 1))
+    w[312, 0] = 1.0  # the centre pixel, after normalisation
+    net = Network(625, (Dense(w, np.zeros(1)),), Head("binary", 0.0), Normalization("window"))
+    photos, scales, budget = ("coins",), (0.5,), 30.0  # 0.116 MP: 3 boxes allowed
+    boxes = {}
+    for rule in ("validation", "unseen"):
+        t = detection_threshold(net, photos, scales, budget, rule)
+        boxes[rule] = len(scan(net, faces.photo("coins"), scales, 2, t))
+    assert boxes == {"validation": 3, "unseen": 2}
+
+
 def test_cross_validation_reports_mean_and_spread() -> None:
-    out = cross_validate(TrainConfig(epochs=1, bootstrap=0, photo_windows=20, augment_copies=1), 3)
+    config = TrainConfig(
+        epochs=1, bootstrap=0, photo_windows=20, augment_copies=1, ensemble=1,
+        validation_photo_folds=1,
+    )
+    out = cross_validate(config, 3)
     assert len(out["per_fold"]) == 3
     assert out["accuracy"]["min"] <= out["accuracy"]["mean"] <= out["accuracy"]["max"]
     assert out["accuracy"]["std"] >= 0.0
@@ -94,6 +134,9 @@ def test_bad_arch_is_refused(arch: str, message: str) -> None:
         (["--budget", "-5"], "--budget must be a positive"),
         (["--search", "random"], "needs --budget"),
         (["--bootstrap", "-1"], "--bootstrap"),
+        (["--ensemble", "0"], "--ensemble must be an integer from 1"),
+        (["--photo-windows", "0"], "--photo-windows must be a positive"),
+        (["--validation-photo-folds", "4"], "--validation-photo-folds must be 1 to 3"),
     ],
 )
 def test_cli_bad_input_gets_one_line_and_no_file(
@@ -150,3 +193,14 @@ def test_compare_refuses_a_bad_budget(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["compare", "--budget", "0", "-o", str(tmp_path / "c.png")])
     assert result.exit_code == 2 and "--budget must be a positive" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_search_inputs_are_the_reference_normalisation_up_to_the_last_bits() -> None:
+    # The search keeps the shipped model's arithmetic (left-to-right sums, a division per pixel);
+    # it must still be the same normalisation as the programs', up to rounding.
+    from templater.network import Normalization
+    from templater.train import search_inputs
+
+    norm = Normalization("window", 0.05)
+    x = np.random.default_rng(0).random((200, 625))
+    assert np.max(np.abs(search_inputs(norm, x) - norm.apply(x))) <= 1e-12

@@ -219,12 +219,21 @@ def group_folds(ws: WindowSet, k: int, seed: int) -> np.ndarray:
 
 
 def split(
-    ws: WindowSet, test_fold: int, k: int, seed: int
+    ws: WindowSet, test_fold: int, k: int, seed: int, photo_val_folds: int = 1
 ) -> tuple[WindowSet, WindowSet, WindowSet]:
-    """Train / validation / test by source: fold `test_fold` tests, the next validates."""
+    """Train / validation / test by source: fold `test_fold` tests, the next validates.
+
+    `photo_val_folds` > 1 also moves the photos (not the lfw windows) of the folds after that to
+    validation: the detector's threshold is set on face-free photos it never saw, and more of
+    them make that threshold steadier, while the scarce faces stay in training.
+    """
+    if not 1 <= photo_val_folds <= k - 2:
+        raise UsageError(f"photo validation folds must be 1 to {k - 2}, got {photo_val_folds}")
     fold = group_folds(ws, k, seed)[ws.group]
     test = fold == test_fold
     val = fold == (test_fold + 1) % k
+    for extra in range(2, photo_val_folds + 1):
+        val |= (fold == (test_fold + extra) % k) & (ws.kind == 2)
     return ws.take(~(test | val)), ws.take(val), ws.take(test)
 
 
