@@ -1758,13 +1758,11 @@ def _resample(image, s, out):
         y1 = min(y0 + 1, h - 1)
         fy = y - y0
         for c in range(out.shape[1]):
-            a = image[y0, x0[c]]
-            b = image[y0, x1[c]]
-            c_ = image[y1, x0[c]]
-            d = image[y1, x1[c]]
-            top = a + fx[c] * (b - a)
-            bot = c_ + fx[c] * (d - c_)
-            out[r, c] = top + fy * (bot - top)
+            top_left = image[y0, x0[c]]
+            bottom_left = image[y1, x0[c]]
+            top = top_left + fx[c] * (image[y0, x1[c]] - top_left)
+            bottom = bottom_left + fx[c] * (image[y1, x1[c]] - bottom_left)
+            out[r, c] = top + fy * (bottom - top)
 
 
 @njit(cache=True, nogil=True)
