@@ -9,7 +9,16 @@ import numpy as np
 from templater import scan
 from templater.emit import Emitter
 from templater.literals import literal, round_float32
-from templater.lower import BLOCK, block_program, choose_layouts, lower, split_tail
+from templater.lower import (
+    BLOCK,
+    Stages,
+    block_program,
+    choose_layouts,
+    lower,
+    scan_stages,
+    split_tail,
+    staged_block,
+)
 from templater.network import Dense, Network, Normalization
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
@@ -46,8 +55,10 @@ def compile(  # shadows the builtin on purpose: templater.compile
     """
     tgt = get_target(target, dtype)
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
-    program = run_passes(lower(rounded(net, tgt.dtype), layouts), passes)
-    return render_program(net, program, tgt, layouts)
+    emitted = rounded(net, tgt.dtype)
+    stages = _stages(emitted, tgt, layouts)
+    program = run_passes(lower(emitted, layouts, stages and stages.order), passes)
+    return render_program(net, program, tgt, layouts, stages)
 
 
 def program_of(
@@ -56,7 +67,24 @@ def program_of(
     """The optimised IR that `compile` would render (for diff, verify and inspection)."""
     tgt = get_target(target, dtype)
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
-    return run_passes(lower(rounded(net, tgt.dtype), layouts))
+    emitted = rounded(net, tgt.dtype)
+    stages = _stages(emitted, tgt, layouts)
+    return run_passes(lower(emitted, layouts, stages and stages.order))
+
+
+def _stages(net: Network, target: Target, layouts: tuple[str, ...]) -> Stages | None:
+    """The stages of a Numba face scanner's kernel, when its network allows them."""
+    if target.name != "numba" or not _has_scanner(net):
+        return None
+    return scan_stages(net, layouts)
+
+
+def _has_scanner(net: Network) -> bool:
+    """A binary network over square 2-D windows gets find_faces (templates/scanner_*.j2)."""
+    shape = net.input_shape
+    return (
+        net.head.kind == "binary" and shape is not None and len(shape) == 2 and shape[0] == shape[1]
+    )
 
 
 def rounded(net: Network, dtype: str) -> Network:
@@ -89,7 +117,13 @@ def rounded(net: Network, dtype: str) -> Network:
     return net.with_layers(layers, normalization=norm, head=head)
 
 
-def render_program(net: Network, program: Program, target: Target, layouts: tuple[str, ...]) -> str:
+def render_program(
+    net: Network,
+    program: Program,
+    target: Target,
+    layouts: tuple[str, ...],
+    stages: Stages | None = None,
+) -> str:
     emitter = Emitter(target)
     tables = "\n".join(line for t in program.tables for line in (*emitter.table(t), ""))
     scalar = program.returns_scalar
@@ -100,6 +134,15 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
             program, layouts, net.normalization.kind == "window"
         )
     block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
+    scan_start: tuple = ()
+    first_stage: tuple = ()
+    next_stages: tuple = ()
+    stage_score = None
+    if stages is not None:  # find_faces's own kernel (see lower.scan_stages)
+        scan_start, columns, stage_score = staged_block(block_body)
+        # the positive units in one loop of known length, the others STAGE_UNITS at a time
+        first_stage = columns(0, stages.bound_from)
+        next_stages = columns("lo", f"lo + {stages.step}")
     title, note = _TITLES[target.name]
     if target.dtype == "float32":
         title += " in float32"
@@ -150,16 +193,27 @@ def render_program(net: Network, program: Program, target: Target, layouts: tupl
         "block": BLOCK,
         "block_allocs": "\n".join(emitter.statements(block_allocs, 1)),
         "block_body": "\n".join(emitter.statements(block_body, 2)),
+        "stages": stages is not None,
+        "stage_units": stages.step if stages else 0,
+        "bound_from": stages.bound_from if stages else 0,
+        "staged_units": repr(stages.order) if stages else "",
+        "stage_vector": "l1_h",
+        "scan_start": "\n".join(emitter.statements(scan_start, 2)) if stages else "",
+        "first_stage": "\n".join(emitter.statements(first_stage, 2)) if stages else "",
+        "next_stages": "\n".join(emitter.statements(next_stages, 3)) if stages else "",
+        "stage_score": "\n".join(emitter.statements((stage_score,), 3)) if stage_score else "",
+        "stage_score_next": "\n".join(emitter.statements((stage_score,), 4)) if stage_score else "",
+        "stage_width": len(stages.order) if stages else 0,
         **_scanner_context(net),
     }
     return render(target.template, context)
 
 
 def _scanner_context(net: Network) -> dict[str, object]:
-    """A binary network over square 2-D windows gets find_faces (templates/scanner_*.j2)."""
-    shape = net.input_shape
-    if net.head.kind != "binary" or shape is None or len(shape) != 2 or shape[0] != shape[1]:
+    """The scanner's settings, for a network that gets one (see `_has_scanner`)."""
+    if not _has_scanner(net):
         return {"scanner": False}
+    shape = net.input_shape
     return {
         "scanner": True,
         "window": shape[0],

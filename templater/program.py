@@ -90,9 +90,11 @@ class If:
 
 @dataclass(frozen=True)
 class For:
+    """`for var in range(start, stop, step)`; a bound may name a variable (a staged kernel's)."""
+
     var: str
-    start: int
-    stop: int
+    start: int | str
+    stop: int | str
     body: tuple[Stmt, ...]
     step: int = 1
 

@@ -171,7 +171,6 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 _pool = None  # (process id, thread pool), made on first use
 
 
-
 @njit(cache=True, nogil=True)
 def _tail(l1_h, out):
     # The unrolled layers, from their input vector; both kernels call this one copy.
