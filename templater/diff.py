@@ -199,6 +199,8 @@ def _program_side(pf: ProgramFile) -> Side:
         seen.add((number, j))
         _read_sum(stmt, name, first, number, j, weights[number - 1], biases[number - 1], where)
     c = pf.constants
+    if "STAGED_UNITS" in c:  # a staged scanner's table holds layer 1's units in that order
+        _model_order(c["STAGED_UNITS"], specs, weights, biases, where)
     views = tuple(
         LayerView(act, weights[k], biases[k], layout)
         for k, (_, _, act, layout) in enumerate(specs)
@@ -214,6 +216,29 @@ def _program_side(pf: ProgramFile) -> Side:
         c.get("THRESHOLD"), _normalization(str(c["NORMALIZATION"]), eps),
         tuple(shape) if shape else None, pf.digest,
     )
+
+
+def _model_order(
+    order: object,
+    specs: list[tuple[int, int, str, str]],
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    where: str,
+) -> None:
+    """Put layer 1's units back in model order: table column k holds unit order[k], and the
+    next layer reads column k (see templater.lower.scan_stages)."""
+    width = specs[0][1]
+    if (
+        len(specs) < 2
+        or not isinstance(order, tuple)
+        or sorted(order) != list(range(width))
+    ):
+        raise MalformedModelError(
+            f"{where}: STAGED_UNITS is not an order of layer 1's {width} units"
+        )
+    units = list(order)
+    w1, b1, w2 = weights[0].copy(), biases[0].copy(), weights[1].copy()
+    weights[0][:, units], biases[0][units], weights[1][units, :] = w1, b1, w2
 
 
 def _table(pf: ProgramFile, name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -234,7 +234,15 @@ def load_npy(path: str | os.PathLike, n_inputs: int) -> np.ndarray:
 
 # Module-level constants every generated program defines.
 _HEADER_NAMES = ("MODEL_DIGEST", "N_INPUTS", "N_OUTPUTS", "NORMALIZATION")
-_OPTIONAL_NAMES = ("MODEL_NAME", "INPUT_SHAPE", "THRESHOLD", "LABELS", "LAYER_NAMES", "DTYPE")
+_OPTIONAL_NAMES = (
+    "MODEL_NAME",
+    "INPUT_SHAPE",
+    "THRESHOLD",
+    "LABELS",
+    "LAYER_NAMES",
+    "DTYPE",
+    "STAGED_UNITS",
+)
 _LAYOUTS_LINE = re.compile(r"^Layer layouts: ([a-z, ]+)\.", re.MULTILINE)
 
 

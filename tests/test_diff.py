@@ -229,3 +229,48 @@ def test_bad_inputs(tmp_path, face_models):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
     assert not png.exists()
+
+
+def test_a_staged_scanners_weights_are_read_back_in_model_order(tmp_path):
+    """A face scanner's table holds layer 1's units positive-output-weight first
+    (STAGED_UNITS): read back, every unit is where the model has it."""
+    rng = np.random.default_rng(8)
+    v = np.array([[1.0], [-1.0], [-0.5], [0.5], [-2.0], [0.25], [-1.5], [-0.75]] * 2)
+    net = Network(
+        625,
+        (
+            Dense(rng.normal(0, 0.05, (625, 16)), rng.normal(0, 0.1, 16), Activation("relu")),
+            Dense(v, np.array([0.1])),
+        ),
+        Head("binary", 0.5),
+        Normalization("window"),
+        input_shape=(25, 25),
+    )
+    path = _write(net, tmp_path / "face_numba.py", "numba", "auto")
+    assert "STAGED_UNITS = " in path.read_text()
+    side = read_side(path, "numba")
+    for view, layer in zip(side.layers, net.layers, strict=True):
+        assert np.array_equal(view.weights, layer.weights)
+        assert np.array_equal(view.bias, layer.bias)
+    net.save(tmp_path / "m.npz")
+    assert not diff(path, tmp_path / "m.npz", data=None).structure.changed
+
+
+def test_a_staged_order_that_is_not_a_permutation_is_refused(tmp_path):
+    rng = np.random.default_rng(9)
+    net = Network(
+        625,
+        (
+            Dense(rng.normal(0, 0.05, (625, 16)), rng.normal(0, 0.1, 16), Activation("relu")),
+            Dense(np.array([[1.0], [-1.0]] * 8), np.array([0.1])),
+        ),
+        Head("binary", 0.5),
+        input_shape=(25, 25),
+    )
+    path = _write(net, tmp_path / "face_numba.py", "numba", "auto")
+    text = path.read_text()
+    order = re.search(r"^STAGED_UNITS = .*$", text, re.MULTILINE).group(0)
+    path.write_text(text.replace(order, f"STAGED_UNITS = {(0,) * 16!r}"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["diff", str(path), str(path)])
+    assert result.exit_code == 2
+    assert "STAGED_UNITS is not an order of layer 1's 16 units" in result.output
