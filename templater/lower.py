@@ -239,7 +239,9 @@ def _input_major(s: str, w_name: str, vector: str, n_in: int, n_out: int) -> lis
     blocked = n_in - n_in % step
 
     def update(offsets: range) -> For:
-        terms = [BinOp("*", Load(w_name, (_offset("i", k), "j")), Var(f"xi{k}")) for k in offsets]
+        terms = [
+            BinOp("*", Load(w_name, (_offset("i", k), "j")), Var(f"xi{k}")) for k in offsets
+        ]
         return For("j", 0, n_out, (Assign(Load(s, ("j",)), Sum((Load(s, ("j",)), *terms))),))
 
     stmts: list[Stmt] = []
