@@ -105,6 +105,8 @@ def load_model(path: str | os.PathLike) -> Network:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    if path.suffix.lower() == ".py":  # diff reads programs before it gets here; verify cannot
+        raise UsageError(f"{path}: a program, where a model file (.npz, .onnx) is needed")
     if path.suffix.lower() not in (".npz", ".onnx"):
         raise UsageError(
             f"{path}: neither a model file (.npz, .onnx) nor a generated program (.py); "

@@ -147,6 +147,13 @@ def test_program_of_another_model_is_refused(relu_files, tmp_path):
     assert result.exit_code == 2 and "was compiled from model" in result.output
 
 
+def test_a_program_given_as_the_model_is_refused_saying_so(relu_files):
+    _, _, program = relu_files
+    result = CliRunner().invoke(main, ["verify", str(program)])
+    assert result.exit_code == 2
+    assert "a program, where a model file (.npz, .onnx) is needed" in result.output
+
+
 def test_json_report(relu_files):
     _, model, program = relu_files
     result = CliRunner().invoke(main, ["verify", str(model), str(program), "--json",
