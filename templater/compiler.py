@@ -134,15 +134,6 @@ def render_program(
             program, layouts, net.normalization.kind == "window"
         )
     block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
-    scan_start: tuple = ()
-    first_stage: tuple = ()
-    next_stages: tuple = ()
-    stage_score = None
-    if stages is not None:  # find_faces's own kernel (see lower.scan_stages)
-        scan_start, columns, stage_score = staged_block(block_body)
-        # the positive units in one loop of known length, the others STAGE_UNITS at a time
-        first_stage = columns(0, stages.bound_from)
-        next_stages = columns("lo", f"lo + {stages.step}")
     title, note = _TITLES[target.name]
     if target.dtype == "float32":
         title += " in float32"
@@ -193,20 +184,37 @@ def render_program(
         "block": BLOCK,
         "block_allocs": "\n".join(emitter.statements(block_allocs, 1)),
         "block_body": "\n".join(emitter.statements(block_body, 2)),
-        "stages": stages is not None,
-        "stage_units": stages.step if stages else 0,
-        "bound_from": stages.bound_from if stages else 0,
-        "staged_units": repr(stages.order) if stages else "",
-        "stage_vector": "l1_h",
-        "scan_start": "\n".join(emitter.statements(scan_start, 2)) if stages else "",
-        "first_stage": "\n".join(emitter.statements(first_stage, 2)) if stages else "",
-        "next_stages": "\n".join(emitter.statements(next_stages, 3)) if stages else "",
-        "stage_score": "\n".join(emitter.statements((stage_score,), 3)) if stage_score else "",
-        "stage_score_next": "\n".join(emitter.statements((stage_score,), 4)) if stage_score else "",
-        "stage_width": len(stages.order) if stages else 0,
+        **_stage_context(stages, block_body, emitter),
         **_scanner_context(net),
     }
     return render(target.template, context)
+
+
+def _stage_context(
+    stages: Stages | None, block_body: tuple, emitter: Emitter
+) -> dict[str, object]:
+    """find_faces's staged kernel (see lower.scan_stages): the positive units in one loop of
+    known length, then the others `stages.step` at a time."""
+    if stages is None:
+        return {"stages": False}
+    start, columns, score = staged_block(block_body)
+
+    def lines(stmts: tuple, depth: int) -> str:
+        return "\n".join(emitter.statements(stmts, depth))
+
+    return {
+        "stages": True,
+        "stage_units": stages.step,
+        "bound_from": stages.bound_from,
+        "staged_units": repr(stages.order),
+        "stage_vector": "l1_h",
+        "stage_width": len(stages.order),
+        "scan_start": lines(start, 2),
+        "first_stage": lines(columns(0, stages.bound_from), 2),
+        "next_stages": lines(columns("lo", f"lo + {stages.step}"), 3),
+        "stage_score": lines((score,), 3),
+        "stage_score_next": lines((score,), 4),
+    }
 
 
 def _scanner_context(net: Network) -> dict[str, object]:
