@@ -53,11 +53,7 @@ def compile(  # shadows the builtin on purpose: templater.compile
     `dtype="float32"` (numba only): every weight, bias, threshold and parameter written as its
     nearest float32 and all arithmetic in float32; it computes `net.forward(x, dtype=np.float32)`.
     """
-    tgt = get_target(target, dtype)
-    layouts = choose_layouts(net, layout, tgt.unroll_budget)
-    emitted = rounded(net, tgt.dtype)
-    stages = _stages(emitted, tgt, layouts)
-    program = run_passes(lower(emitted, layouts, stages and stages.order), passes)
+    tgt, layouts, stages, program = _lowered(net, target, layout, passes, dtype)
     return render_program(net, program, tgt, layouts, stages)
 
 
@@ -65,11 +61,23 @@ def program_of(
     net: Network, target: str = "python", layout: str = "auto", dtype: str = "float64"
 ) -> Program:
     """The optimised IR that `compile` would render (for diff, verify and inspection)."""
+    return _lowered(net, target, layout, DEFAULT_PASSES, dtype)[3]
+
+
+def _lowered(
+    net: Network,
+    target: str,
+    layout: str | tuple[str, ...],
+    passes: tuple[str, ...],
+    dtype: str,
+) -> tuple[Target, tuple[str, ...], Stages | None, Program]:
+    """The target, the layouts, the scan stages (if any) and the optimised IR of `net`."""
     tgt = get_target(target, dtype)
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
     emitted = rounded(net, tgt.dtype)
     stages = _stages(emitted, tgt, layouts)
-    return run_passes(lower(emitted, layouts, stages and stages.order))
+    program = run_passes(lower(emitted, layouts, stages and stages.order), passes)
+    return tgt, layouts, stages, program
 
 
 def _stages(net: Network, target: Target, layouts: tuple[str, ...]) -> Stages | None:
