@@ -130,6 +130,10 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
     "--ensemble", type=int, default=None,
     help="Networks searched from different seeds and merged into one (their mean score) [1].",
 )
+@click.option(
+    "--mirror/--no-mirror", default=None,
+    help="Score each window as the mean of the network's scores of it and of its mirror image.",
+)
 @click.option("--photo-windows", type=int, default=None, help="Random windows per photo [150].")
 @click.option(
     "--validation-photo-folds", type=int, default=None,
@@ -140,9 +144,14 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
     help="The threshold rule's budget of boxes per megapixel of face-free photos [1.0].",
 )
 @click.option(
-    "--threshold-rule", type=click.Choice(["validation", "unseen"]), default=None,
+    "--threshold-rule", type=click.Choice(["validation", "unseen", "faces"]), default=None,
     help="The budget holds on the validation photos, or is the expected rate on unseen ones "
-    "(one box fewer on the validation photos) [validation].",
+    "(one box fewer on the validation photos), or: no budget, a share of the validation faces "
+    "scores above the threshold (--face-recall) [validation].",
+)
+@click.option(
+    "--face-recall", type=float, default=None,
+    help="With --threshold-rule faces: the share of validation faces above the threshold [0.4].",
 )
 @click.option("--folds", type=int, default=None, help="Instead: K-fold accuracy by source image.")
 @click.option(
@@ -152,17 +161,19 @@ def _train_progress(label: str, total: int) -> tuple[Any, Any]:
 @click.option("-o", "--output", type=click.Path(), default="model.npz", show_default=True)
 def train(
     arch: str, strategy: str, epochs: int | None, budget: int | None, seed: int,
-    bootstrap: int | None, ensemble: int | None, photo_windows: int | None,
+    bootstrap: int | None, ensemble: int | None, mirror: bool | None, photo_windows: int | None,
     validation_photo_folds: int | None, fp_per_megapixel: float | None,
-    threshold_rule: str | None, folds: int | None, final: bool, output: str,
+    threshold_rule: str | None, face_recall: float | None, folds: int | None, final: bool,
+    output: str,
 ) -> None:
     """Train the face / non-face template on scikit-image's faces and photos."""
     from templater import train as training
 
     recipe = {  # options not given keep TrainConfig's defaults (the shipped recipe)
-        "bootstrap": bootstrap, "ensemble": ensemble, "photo_windows": photo_windows,
+        "bootstrap": bootstrap, "ensemble": ensemble, "mirror": mirror,
+        "photo_windows": photo_windows,
         "validation_photo_folds": validation_photo_folds, "fp_per_megapixel": fp_per_megapixel,
-        "threshold_rule": threshold_rule,
+        "threshold_rule": threshold_rule, "face_recall": face_recall,
     }
     config = training.TrainConfig(
         arch=arch, search=strategy, epochs=epochs, budget=budget, seed=seed, final=final,

@@ -6,6 +6,10 @@ block-diagonally (a member's units read only that member's units; the zero weigh
 by the compiler's passes), and the output layer averages: each member's output weights divided
 by K, the output bias the mean of the members' biases. The merged score is the mean of the
 member scores up to rounding (exact divisions for K a power of two; the sums are regrouped).
+
+A network and its mirror image (the same network reading each window flipped left to right) are
+such an ensemble too: `mirror_average` scores a window and its mirror image alike, which faces
+are and most backgrounds are not.
 """
 
 from __future__ import annotations
@@ -31,6 +35,26 @@ def merge(members: Sequence[Network], name: str | None = None) -> Network:
     layers.append(_averaged_output(members))
     first = members[0]
     return first.with_layers(tuple(layers), name=first.name if name is None else name)
+
+
+def mirrored(net: Network) -> Network:
+    """The network that scores each window as `net` scores the window flipped left to right.
+
+    Flipping is a permutation of the inputs, so it moves the first layer's weight rows: the
+    row of pixel (r, c) takes the row of pixel (r, width - 1 - c).
+    """
+    if net.input_shape is None or len(net.input_shape) != 2:
+        raise UsageError("mirroring needs a network over 2-D windows (an input_shape like 25x25)")
+    rows, cols = net.input_shape
+    first = net.layers[0]
+    weights = first.weights.reshape(rows, cols, first.n_outputs)[:, ::-1, :]
+    flipped = Dense(weights.reshape(rows * cols, first.n_outputs), first.bias, first.activation)
+    return net.with_layers((flipped, *net.layers[1:]))
+
+
+def mirror_average(net: Network, name: str | None = None) -> Network:
+    """One network whose score is the mean of `net`'s scores of a window and of its mirror image."""
+    return merge([net, mirrored(net)], name=name)
 
 
 def _check_compatible(members: Sequence[Network]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from templater.data import faces
-from templater.ensemble import merge
+from templater.ensemble import merge, mirror_average
 from templater.errors import TemplaterError, UsageError
 from templater.fileio import write_atomic
 from templater.network import Head, Network, Normalization, sequential_sum
@@ -52,8 +52,10 @@ FP_PER_MEGAPIXEL = 1.0
 # themselves have that many boxes per megapixel; "unseen" aims the expected rate on photos never
 # seen at it, which takes one box fewer on the validation photos (in cross-validation over the
 # training photos, each photo left out in turn, "unseen" at 0.5 gave 0.97 boxes per megapixel on
-# the photos left out; "validation" at 1.0 gave 1.94 and 2.24 for seeds 0 and 1).
-THRESHOLD_RULES = ("validation", "unseen")
+# the photos left out; "validation" at 1.0 gave 1.94 and 2.24 for seeds 0 and 1). "faces" sets
+# no photo budget: the threshold lets `face_recall` of the validation faces through, and the
+# rate on new photos follows from the ranking (README, "A threshold from the faces").
+THRESHOLD_RULES = ("validation", "unseen", "faces")
 FOLDS = 5
 BATCH = 64
 # Most false positives kept per photo and bootstrapping round (the hardest ones).
@@ -87,9 +89,11 @@ class TrainConfig:
     final: bool = False  # train on the test fold too (the shipped detector); no test metrics
     fp_per_megapixel: float = FP_PER_MEGAPIXEL  # the detector's operating point (see above)
     threshold_rule: str = "validation"  # one of THRESHOLD_RULES
+    face_recall: float = 0.4  # the "faces" rule: the share of validation faces above threshold
     validation_photo_folds: int = 1  # folds of photos the threshold is set on (see faces.split)
     mine_scales: tuple[float, ...] = DEFAULT_SCALES  # pyramid scanned for false positives
     ensemble: int = DEFAULT_ENSEMBLE  # members searched from different starts, merged into one net
+    mirror: bool = False  # the detector averages the scores of each window and its mirror image
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +174,8 @@ def validate(config: TrainConfig) -> None:
     photo_folds = config.validation_photo_folds
     if isinstance(photo_folds, bool) or photo_folds not in range(1, FOLDS - 1):
         raise UsageError(f"--validation-photo-folds must be 1 to {FOLDS - 2}, got {photo_folds!r}")
+    if not (isinstance(config.face_recall, (int, float)) and 0 < config.face_recall < 1):
+        raise UsageError(f"--face-recall must be between 0 and 1, got {config.face_recall!r}")
     for name in ("window_eps", "fp_per_megapixel"):
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -270,8 +276,21 @@ def fit(
             net.layers, head=Head("binary", choose_threshold(_scores(net, x_val), val.y))
         )
     assert net is not None
+    if config.mirror:
+        # After the last round, not before each: the members first learn their own false
+        # positives (mining with the mirrored network instead found fewer faces in
+        # cross-validation: README, "Mirror averaging").
+        net = mirror_average(net, name=f"{net.name}, mirror-averaged")
+        net = net.with_layers(
+            net.layers, head=Head("binary", choose_threshold(_scores(net, x_val), val.y))
+        )
     val_photos = faces.training_photo_names(val)
-    if val_photos:
+    if config.threshold_rule == "faces":
+        face_scores = _scores(net, x_val[val.kind == faces.KINDS.index("face")])
+        net = net.with_layers(
+            net.layers, head=Head("binary", face_threshold(face_scores, config.face_recall))
+        )
+    elif val_photos:
         net = net.with_layers(
             net.layers,
             head=Head(
@@ -449,8 +468,23 @@ def detection_threshold(
     return float(best)
 
 
+def face_threshold(scores: np.ndarray, recall: float) -> float:
+    """Halfway between the k-th and (k+1)-th best of the faces' `scores`, k = ceil(recall * n):
+    k of the faces score above it."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = math.ceil(recall * len(s))
+    if not 0 < k < len(s):
+        raise UsageError(f"a face recall of {recall:g} leaves no threshold among {len(s)} faces")
+    return float((s[k - 1] + s[k]) / 2.0)
+
+
 def threshold_rule_text(config: TrainConfig) -> str:
     """The operating point in words, for the metrics file and the model's metadata."""
+    if config.threshold_rule == "faces":
+        return (
+            f"{config.face_recall:g} of the validation faces (never trained on) score above it; "
+            "no budget of boxes on photos"
+        )
     where = (
         "on the validation photos"
         if config.threshold_rule == "validation"

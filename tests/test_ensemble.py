@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from templater.ensemble import merge
+from templater.ensemble import merge, mirror_average, mirrored
 from templater.errors import UsageError
 from templater.network import Dense, Head, Network, Normalization
 
@@ -65,3 +65,35 @@ def test_members_that_cannot_be_averaged_are_refused() -> None:
     )
     with pytest.raises(UsageError, match="identity output"):
         merge([sigmoid_out, sigmoid_out])
+
+
+def flipped(windows: np.ndarray) -> np.ndarray:
+    return windows.reshape(-1, 25, 25)[:, :, ::-1].reshape(-1, 625)
+
+
+def test_a_mirrored_network_scores_each_window_as_the_original_scores_its_mirror_image() -> None:
+    rng = np.random.default_rng(5)
+    net, windows = member(rng), rng.random((300, 625))
+    # The flip reorders the first layer's sums, so the scores agree up to rounding, not bit for bit.
+    assert np.max(np.abs(mirrored(net).score(windows) - net.score(flipped(windows)))) <= 1e-12
+    assert np.max(np.abs(mirrored(net).score(windows) - net.score(windows))) > 0.1
+
+
+def test_the_mirror_average_scores_a_window_and_its_mirror_image_alike() -> None:
+    rng = np.random.default_rng(6)
+    net, windows = member(rng), rng.random((300, 625))
+    both = mirror_average(net, name="sym")
+    assert both.architecture == "625-32-1" and both.name == "sym"
+    expected = (net.score(windows) + net.score(flipped(windows))) / 2.0
+    assert np.max(np.abs(both.score(windows) - expected)) <= 1e-12
+    assert np.max(np.abs(both.score(windows) - both.score(flipped(windows)))) <= 1e-12
+    # Pixel (r, c) of the first member reads like pixel (r, 24 - c) of the second.
+    w = both.layers[0].weights.reshape(25, 25, 32)
+    assert np.array_equal(w[:, :, 16:], w[:, ::-1, :16])
+
+
+def test_a_network_without_a_2d_window_cannot_be_mirrored() -> None:
+    net = member(np.random.default_rng(7))
+    flat = Network(625, net.layers, net.head, net.normalization)
+    with pytest.raises(UsageError, match="2-D windows"):
+        mirrored(flat)

@@ -17,6 +17,7 @@ from templater.train import (
     TrainConfig,
     cross_validate,
     detection_threshold,
+    face_threshold,
     output_paths,
     parse_arch,
     train,
@@ -81,6 +82,20 @@ def test_an_ensemble_with_bootstrapping_is_deterministic() -> None:
     assert to_bytes(train(config).network) == to_bytes(train(config).network)
 
 
+def test_a_mirrored_detector_is_the_plain_one_averaged_with_its_mirror_image() -> None:
+    plain = train(TINY)
+    result = train(TrainConfig(**{**TINY.__dict__, "mirror": True}))
+    net = result.network
+    assert net.architecture == "625-32-1" and net.name.endswith("mirror-averaged")
+    # Mirroring comes after the search: the first half is the plain detector's first layer.
+    w = net.layers[0].weights
+    assert np.array_equal(w[:, :16], plain.network.layers[0].weights)
+    assert np.array_equal(w.reshape(25, 25, 32)[:, :, 16:], w.reshape(25, 25, 32)[:, ::-1, :16])
+    assert np.array_equal(net.layers[1].weights[:16] * 2.0, plain.network.layers[1].weights)
+    assert net.head.threshold != plain.network.head.threshold  # chosen for the new scores
+    assert result.metrics["config"]["mirror"] is True
+
+
 def test_the_unseen_rule_leaves_one_box_fewer_on_the_validation_photos() -> None:
     from templater.data import faces
     from templater.network import Dense, Head, Network, Normalization
@@ -95,6 +110,23 @@ def test_the_unseen_rule_leaves_one_box_fewer_on_the_validation_photos() -> None
         t = detection_threshold(net, photos, scales, budget, rule)
         boxes[rule] = len(scan(net, faces.photo("coins"), scales, 2, t))
     assert boxes == {"validation": 3, "unseen": 2}
+
+
+def test_the_faces_rule_lets_the_stated_share_of_validation_faces_through() -> None:
+    scores = np.array([3.0, 9.0, 1.0, 7.0, 5.0])
+    assert face_threshold(scores, 0.4) == 6.0  # 2 of 5 above: halfway between 7 and 5
+    assert face_threshold(scores, 0.5) == 4.0  # ceil(2.5) = 3 above
+    with pytest.raises(UsageError, match="no threshold"):
+        face_threshold(scores, 0.999)
+    config = TrainConfig(**{**TINY.__dict__, "threshold_rule": "faces", "face_recall": 0.25})
+    result = train(config)
+    net = result.network
+    from templater.data import faces
+
+    _, val, _ = faces.split(faces.base_windows(config.photo_windows), 0, 5, seed=config.seed)
+    passed = net.score(val.x[val.kind == 0]) > net.head.threshold
+    assert passed.sum() == np.ceil(0.25 * len(passed))
+    assert "0.25 of the validation faces" in result.metrics["threshold_rule"]
 
 
 def test_cross_validation_reports_mean_and_spread() -> None:
@@ -137,6 +169,7 @@ def test_bad_arch_is_refused(arch: str, message: str) -> None:
         (["--ensemble", "0"], "--ensemble must be an integer from 1"),
         (["--photo-windows", "0"], "--photo-windows must be a positive"),
         (["--validation-photo-folds", "4"], "--validation-photo-folds must be 1 to 3"),
+        (["--face-recall", "1.5"], "--face-recall must be between 0 and 1"),
     ],
 )
 def test_cli_bad_input_gets_one_line_and_no_file(
@@ -160,16 +193,19 @@ def test_cli_unwritable_output_is_refused_before_training(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_cli_trains_and_writes_four_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flags", "arch"), [([], "625-16-1"), (["--mirror"], "625-32-1")])
+def test_cli_trains_and_writes_four_files(tmp_path: Path, flags: list[str], arch: str) -> None:
     out = tmp_path / "m.npz"
     result = CliRunner().invoke(
-        main, ["train", "--epochs", "1", "--bootstrap", "0", "--seed", "3", "-o", str(out)]
+        main,
+        ["train", "--epochs", "1", "--bootstrap", "0", "--seed", "3", *flags, "-o", str(out)],
     )
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in output_paths(out).values()
     )
+    assert load(out).architecture == arch
 
 
 def test_compare_example_shows_sgd_ahead(
