@@ -191,6 +191,13 @@ def train(
                 f"{key}: {s['mean']:.4f} ± {s['std']:.4f} "
                 f"(min {s['min']:.4f}, max {s['max']:.4f})"
             )
+        d = result["detector"]
+        click.echo(
+            f"detector on the test folds ({d['faces']} lfw faces, {d['megapixels']:.2f} MP of "
+            f"face-free photos): {d['face_recall']:.2f} of the faces found, "
+            f"{d['boxes_per_megapixel']:.2f} boxes per MP; at the threshold leaving 1 box per MP, "
+            f"{d['face_recall_at_1_box_per_megapixel']:.2f} of the faces found"
+        )
         return
     training.check_writable(output)
     bar, callback = _train_progress("training", 1)

@@ -348,7 +348,8 @@ def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainRe
 def cross_validate(
     config: TrainConfig, folds: int = FOLDS, progress: Callable[[int, float], None] | None = None
 ) -> dict[str, Any]:
-    """Held-out accuracy over `folds` splits by source (each fold tests once)."""
+    """Held-out accuracy over `folds` splits by source (each fold tests once), and the detector's
+    results on each test fold (`detector_metrics`), pooled over the folds under "detector"."""
     validate(config)
     if folds < 3:
         raise UsageError(f"--folds needs at least 3 (test, validation, training), got {folds}")
@@ -361,7 +362,7 @@ def cross_validate(
     for fold in range(folds):
         train_set, val, test = prepare(config, fold, folds)
         net, _, _ = fit(config, train_set, val)
-        m = evaluate(net, test)
+        m = evaluate(net, test) | detector_metrics(net, test, config.mine_scales)
         per_fold.append(m)
         if progress is not None:
             progress(fold, m["accuracy"])
@@ -374,7 +375,38 @@ def cross_validate(
             "min": float(values.min()),
             "max": float(values.max()),
         }
+    megapixels = sum(m["megapixels"] for m in per_fold)
+    n_faces = sum(m["faces"] for m in per_fold)
+    out["detector"] = {
+        "faces": n_faces,
+        "face_recall": sum(m["faces_found"] for m in per_fold) / n_faces,
+        "megapixels": megapixels,
+        "boxes_per_megapixel": sum(m["boxes"] for m in per_fold) / megapixels,
+        "face_recall_at_1_box_per_megapixel": sum(m["faces_found_at_1_box_per_megapixel"]
+                                                  for m in per_fold) / n_faces,
+    }
     return out
+
+
+def detector_metrics(net: Network, test: faces.WindowSet, scales: tuple[float, ...]) -> dict:
+    """The detector on a test fold: how many of its lfw faces score above the threshold, how
+    many boxes `find_faces` would report on its face-free photos, and how many faces pass the
+    threshold that leaves at most 1 box per megapixel on those photos (the ranking of faces
+    against backgrounds, whatever the threshold rule)."""
+    from templater.scan import scan
+
+    photos = faces.training_photo_names(test)
+    scores = net.score(test.x[test.kind == faces.KINDS.index("face")], exact=False)
+    threshold = net.head.threshold
+    at_one_per_mp = detection_threshold(net, photos, scales, 1.0, "validation")
+    return {
+        "faces": len(scores),
+        "faces_found": int(np.sum(scores > threshold)),
+        "photos": list(photos),
+        "megapixels": sum(faces.photo(name).size for name in photos) / 1e6,
+        "boxes": sum(len(scan(net, faces.photo(name), scales, 2, threshold)) for name in photos),
+        "faces_found_at_1_box_per_megapixel": int(np.sum(scores > at_one_per_mp)),
+    }
 
 
 def write_outputs(result: TrainResult, out: str | os.PathLike) -> dict[str, Path]:

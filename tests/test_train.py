@@ -138,6 +138,19 @@ def test_cross_validation_reports_mean_and_spread() -> None:
     assert len(out["per_fold"]) == 3
     assert out["accuracy"]["min"] <= out["accuracy"]["mean"] <= out["accuracy"]["max"]
     assert out["accuracy"]["std"] >= 0.0
+    # The detector's results: every training photo and every lfw face is tested exactly once.
+    from templater.data import faces
+
+    tested = sorted(name for m in out["per_fold"] for name in m["photos"])
+    assert tested == sorted(faces.TRAINING_PHOTOS)
+    d = out["detector"]
+    assert d["faces"] == faces.N_LFW_FACES
+    mp = sum(faces.photo(name).size for name in faces.TRAINING_PHOTOS) / 1e6
+    assert abs(d["megapixels"] - mp) < 1e-9
+    for m in out["per_fold"]:
+        assert 0 <= m["faces_found"] <= m["faces"] and m["boxes"] >= 0
+        assert 0 <= m["faces_found_at_1_box_per_megapixel"] <= m["faces"]
+    assert d["boxes_per_megapixel"] == pytest.approx(sum(m["boxes"] for m in out["per_fold"]) / mp)
 
 
 @pytest.mark.parametrize(
