@@ -54,7 +54,8 @@ FP_PER_MEGAPIXEL = 1.0
 # training photos, each photo left out in turn, "unseen" at 0.5 gave 0.97 boxes per megapixel on
 # the photos left out; "validation" at 1.0 gave 1.94 and 2.24 for seeds 0 and 1). "faces" sets
 # no photo budget: the threshold lets `face_recall` of the validation faces through, and the
-# rate on new photos follows from the ranking (README, "A threshold from the faces").
+# rate on new photos follows from the ranking (README, "Mirror averaging and a threshold from the
+# faces").
 THRESHOLD_RULES = ("validation", "unseen", "faces")
 FOLDS = 5
 BATCH = 64
@@ -279,7 +280,7 @@ def fit(
     if config.mirror:
         # After the last round, not before each: the members first learn their own false
         # positives (mining with the mirrored network instead found fewer faces in
-        # cross-validation: README, "Mirror averaging").
+        # cross-validation: README, "Mirror averaging and a threshold from the faces").
         net = mirror_average(net, name=f"{net.name}, mirror-averaged")
         net = net.with_layers(
             net.layers, head=Head("binary", choose_threshold(_scores(net, x_val), val.y))
@@ -375,15 +376,17 @@ def cross_validate(
             "min": float(values.min()),
             "max": float(values.max()),
         }
-    megapixels = sum(m["megapixels"] for m in per_fold)
-    n_faces = sum(m["faces"] for m in per_fold)
+    def total(key: str) -> float:
+        return sum(m[key] for m in per_fold)
+
     out["detector"] = {
-        "faces": n_faces,
-        "face_recall": sum(m["faces_found"] for m in per_fold) / n_faces,
-        "megapixels": megapixels,
-        "boxes_per_megapixel": sum(m["boxes"] for m in per_fold) / megapixels,
-        "face_recall_at_1_box_per_megapixel": sum(m["faces_found_at_1_box_per_megapixel"]
-                                                  for m in per_fold) / n_faces,
+        "faces": total("faces"),
+        "face_recall": total("faces_found") / total("faces"),
+        "megapixels": total("megapixels"),
+        "boxes_per_megapixel": total("boxes") / total("megapixels"),
+        "face_recall_at_1_box_per_megapixel": (
+            total("faces_found_at_1_box_per_megapixel") / total("faces")
+        ),
     }
     return out
 
