@@ -198,6 +198,11 @@ def train(
             f"{d['boxes_per_megapixel']:.2f} boxes per MP; at the threshold leaving 1 box per MP, "
             f"{d['face_recall_at_1_box_per_megapixel']:.2f} of the faces found"
         )
+        click.echo("with --threshold-rule faces --face-recall R: faces found / boxes per MP")
+        for recall, v in d["face_recall_sweep"].items():
+            click.echo(
+                f"  R = {recall:<4} {v['face_recall']:.2f} / {v['boxes_per_megapixel']:.2f}"
+            )
         return
     training.check_writable(output)
     bar, callback = _train_progress("training", 1)

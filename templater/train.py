@@ -58,6 +58,8 @@ FP_PER_MEGAPIXEL = 1.0
 # faces").
 THRESHOLD_RULES = ("validation", "unseen", "faces")
 FOLDS = 5
+# The --face-recall values whose results cross-validation reports (see `detector_metrics`).
+FACE_RECALL_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 BATCH = 64
 # Most false positives kept per photo and bootstrapping round (the hardest ones).
 HARD_PER_PHOTO = 2000
@@ -363,7 +365,7 @@ def cross_validate(
     for fold in range(folds):
         train_set, val, test = prepare(config, fold, folds)
         net, _, _ = fit(config, train_set, val)
-        m = evaluate(net, test) | detector_metrics(net, test, config.mine_scales)
+        m = evaluate(net, test) | detector_metrics(net, test, val, config.mine_scales)
         per_fold.append(m)
         if progress is not None:
             progress(fold, m["accuracy"])
@@ -387,28 +389,50 @@ def cross_validate(
         "face_recall_at_1_box_per_megapixel": (
             total("faces_found_at_1_box_per_megapixel") / total("faces")
         ),
+        # Each --face-recall of the sweep: the share of the test faces found and the boxes per
+        # MP on the test photos, so the operating point can be chosen here, not on test images.
+        "face_recall_sweep": {
+            f"{r:g}": {
+                "face_recall": sum(m["sweep"][i][0] for m in per_fold) / total("faces"),
+                "boxes_per_megapixel": sum(m["sweep"][i][1] for m in per_fold)
+                / total("megapixels"),
+            }
+            for i, r in enumerate(FACE_RECALL_SWEEP)
+        },
     }
     return out
 
 
-def detector_metrics(net: Network, test: faces.WindowSet, scales: tuple[float, ...]) -> dict:
+def detector_metrics(
+    net: Network, test: faces.WindowSet, val: faces.WindowSet, scales: tuple[float, ...]
+) -> dict:
     """The detector on a test fold: how many of its lfw faces score above the threshold, how
     many boxes `find_faces` would report on its face-free photos, and how many faces pass the
     threshold that leaves at most 1 box per megapixel on those photos (the ranking of faces
-    against backgrounds, whatever the threshold rule)."""
+    against backgrounds, whatever the threshold rule). "sweep" holds (faces found, boxes) at
+    the threshold each `FACE_RECALL_SWEEP` value of the faces rule would set on `val`."""
     from templater.scan import scan
 
+    face = faces.KINDS.index("face")
     photos = faces.training_photo_names(test)
-    scores = net.score(test.x[test.kind == faces.KINDS.index("face")], exact=False)
+    scores = net.score(test.x[test.kind == face], exact=False)
+    val_scores = net.score(val.x[val.kind == face], exact=False)
+    sweep = [face_threshold(val_scores, r) for r in FACE_RECALL_SWEEP]
     threshold = net.head.threshold
     at_one_per_mp = detection_threshold(net, photos, scales, 1.0, "validation")
+    # Greedy NMS keeps, above any t, exactly the boxes it keeps at t from the lowest threshold.
+    lowest = min(threshold, *sweep)
+    box_scores = np.concatenate(
+        [np.zeros(0)] + [scan(net, faces.photo(name), scales, 2, lowest)[:, 3] for name in photos]
+    )
     return {
         "faces": len(scores),
         "faces_found": int(np.sum(scores > threshold)),
         "photos": list(photos),
         "megapixels": sum(faces.photo(name).size for name in photos) / 1e6,
-        "boxes": sum(len(scan(net, faces.photo(name), scales, 2, threshold)) for name in photos),
+        "boxes": int(np.sum(box_scores > threshold)),
         "faces_found_at_1_box_per_megapixel": int(np.sum(scores > at_one_per_mp)),
+        "sweep": [(int(np.sum(scores > t)), int(np.sum(box_scores > t))) for t in sweep],
     }
 
 

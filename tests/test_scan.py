@@ -10,6 +10,8 @@ import pytest
 from templater.errors import UsageError
 from templater.network import Dense, Head, Network, Normalization
 from templater.scan import (
+    blur,
+    blur_weights,
     candidates,
     iou,
     non_max_suppression,
@@ -19,8 +21,44 @@ from templater.scan import (
 )
 
 
+def _loop_blur(img: np.ndarray, s: float) -> np.ndarray:
+    """The anti-aliasing blur of the module docstring, written as the ported loop would be."""
+    sigma = (1.0 / s - 1.0) / 2.0
+    radius = int(4.0 * sigma + 0.5) if sigma > 0.0 else 0
+    if radius == 0:
+        return img
+    e = [math.exp(-0.5 * (k / sigma) * (k / sigma)) for k in range(-radius, radius + 1)]
+    total = 0.0
+    for v in e:
+        total += v
+    weights = [v / total for v in e]
+
+    def mirrored(i: int, n: int) -> int:
+        while not 0 <= i < n:
+            i = -i if i < 0 else 2 * (n - 1) - i
+        return i
+
+    h, w = img.shape
+    across = np.empty((h, w))
+    for r in range(h):
+        for c in range(w):
+            acc = 0.0
+            for k in range(-radius, radius + 1):
+                acc += weights[k + radius] * img[r, mirrored(c + k, w)]
+            across[r, c] = acc
+    out = np.empty((h, w))
+    for r in range(h):
+        for c in range(w):
+            acc = 0.0
+            for k in range(-radius, radius + 1):
+                acc += weights[k + radius] * across[mirrored(r + k, h), c]
+            out[r, c] = acc
+    return out
+
+
 def _loop_level(img: np.ndarray, s: float) -> np.ndarray:
     """The pyramid formula of the module docstring, written as the ported loop would be."""
+    img = _loop_blur(img, s)
     h, w = img.shape
     ho, wo = math.floor(h * s), math.floor(w * s)
     out = np.empty((ho, wo))
@@ -46,6 +84,23 @@ def test_pyramid_level_is_the_documented_loop_bit_for_bit(s: float) -> None:
     level = pyramid_level(img, s)
     assert level.shape == (math.floor(41 * s), math.floor(53 * s))
     assert np.array_equal(level, _loop_level(img, s))
+
+
+@pytest.mark.parametrize("s", [0.8, 0.5, 0.25, 0.2])
+def test_the_blur_is_the_gaussian_skimage_rescale_uses(s: float) -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    img = np.random.default_rng(2).random((40, 33))
+    expected = ndimage.gaussian_filter(img, (1.0 / s - 1.0) / 2.0, mode="mirror")
+    assert np.allclose(blur(img, blur_weights(s)), expected, rtol=0, atol=1e-15)
+    assert blur_weights(1.0) == [] and blur_weights(1.5) == []
+
+
+def test_the_blur_smooths_what_a_shrink_would_alias() -> None:
+    # A one-pixel checkerboard at s = 0.5 samples to a flat grey once blurred, but to stripes
+    # of 0 and 1 without the blur.
+    board = (np.indices((60, 60)).sum(axis=0) % 2).astype(float)
+    level = pyramid_level(board, 0.5)
+    assert level.std() < 0.02 and abs(level.mean() - 0.5) < 0.01
 
 
 def test_scale_one_is_the_image() -> None:

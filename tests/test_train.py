@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -14,12 +15,16 @@ from templater.cli import main
 from templater.errors import UsageError
 from templater.modelfile import load, to_bytes
 from templater.train import (
+    FACE_RECALL_SWEEP,
     TrainConfig,
     cross_validate,
     detection_threshold,
+    detector_metrics,
     face_threshold,
+    fit,
     output_paths,
     parse_arch,
+    prepare,
     train,
     write_outputs,
 )
@@ -151,6 +156,31 @@ def test_cross_validation_reports_mean_and_spread() -> None:
         assert 0 <= m["faces_found"] <= m["faces"] and m["boxes"] >= 0
         assert 0 <= m["faces_found_at_1_box_per_megapixel"] <= m["faces"]
     assert d["boxes_per_megapixel"] == pytest.approx(sum(m["boxes"] for m in out["per_fold"]) / mp)
+    # The sweep: a higher face recall lowers the threshold, so more faces and boxes pass.
+    sweep = list(d["face_recall_sweep"].values())
+    assert list(d["face_recall_sweep"]) == [f"{r:g}" for r in FACE_RECALL_SWEEP]
+    for low, high in itertools.pairwise(sweep):
+        assert low["face_recall"] <= high["face_recall"]
+        assert low["boxes_per_megapixel"] <= high["boxes_per_megapixel"]
+
+
+def test_the_sweep_counts_the_boxes_a_scan_at_its_threshold_finds() -> None:
+    # The sweep counts boxes above each threshold from one scan at the lowest; greedy NMS
+    # makes that the same as scanning at each threshold.
+    from templater.data import faces
+    from templater.scan import scan
+
+    train_set, val, test = prepare(TINY, 0, 3)
+    net, _, _ = fit(TINY, train_set, val)
+    m = detector_metrics(net, test, val, TINY.mine_scales)
+    assert m["sweep"][0][1] < m["sweep"][-1][1]  # thresholds that differ in what they let by
+    val_faces = net.score(val.x[val.kind == 0], exact=False)
+    test_faces = net.score(test.x[test.kind == 0], exact=False)
+    for r, (found, boxes) in zip(FACE_RECALL_SWEEP, m["sweep"], strict=True):
+        t = face_threshold(val_faces, r)
+        assert found == int(np.sum(test_faces > t))
+        photos = faces.training_photo_names(test)
+        assert boxes == sum(len(scan(net, faces.photo(p), TINY.mine_scales, 2, t)) for p in photos)
 
 
 @pytest.mark.parametrize(
