@@ -93,25 +93,18 @@ def blur_weights(s: float) -> list[float]:
     return [t / total for t in taps]
 
 
-def reflect(i: np.ndarray, n: int) -> np.ndarray:
-    """Indices mirrored about the edge pixels into 0..n-1 (-1 -> 1, n -> n - 2)."""
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)
-    i = np.abs(i) % period
-    return np.where(i > n - 1, period - i, i)
-
-
 def blur(image: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     """`image` blurred along rows, then columns, by the kernel `weights` (docstring order)."""
     radius = len(weights) // 2
     out = image
     for axis in (1, 0):
         n = out.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="reflect")  # mirrored about the edge pixels
         acc = np.zeros_like(out)
         for k, wk in enumerate(weights):
-            index = reflect(np.arange(n) + (k - radius), n)
-            acc = acc + wk * np.take(out, index, axis=axis)
+            acc = acc + wk * np.take(padded, np.arange(k, k + n), axis=axis)
         out = acc
     return out
 
