@@ -1,0 +1,129 @@
+"""The compiler facade for convolutional networks: compile_conv(net, target, layout) -> source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from templater.conv_lower import conv_target, kernels
+from templater.convnet import (
+    LAYER_KINDS,
+    Act,
+    Conv2D,
+    ConvNetwork,
+    Flatten,
+    Layer,
+    Pool2D,
+    PReLU,
+)
+from templater.network import Dense
+from templater.render import render
+
+_TITLES = {
+    "python": (
+        "pure Python",
+        "Pure Python with no imports: copy this one file anywhere and call forward(image).",
+    ),
+    "numba": (
+        "a Numba program",
+        "Needs only numpy and numba; each kernel is compiled on first use (cached on disk).",
+    ),
+}
+
+
+def compile_conv(
+    net: ConvNetwork,
+    target: str = "python",
+    layout: str = "auto",
+    dtype: str = "float64",
+    provenance: str = "",
+) -> str:
+    """The source of a program computing `net.forward` (float32: `net.forward(x, np.float32)`).
+
+    `provenance`: plain text for the docstring (where the weights came from, their licence)."""
+    tgt = conv_target(target, dtype)
+    trunk, heads = kernels(net, tgt, layout)
+    title, note = _TITLES[target]
+    if dtype == "float32":
+        title += " in float32"
+        note += (
+            "\nfloat32: every weight is the float32 nearest to the trained value, and all"
+            "\narithmetic is float32."
+        )
+    every = trunk + [k for head in heads for k in head]
+    shapes = None
+    if net.size is not None:
+        outs = net.shapes((1, net.channels, *net.size))
+        shapes = [repr(tuple(int(v) for v in outs[name][1:])) for name, _ in net.heads]
+    context: dict[str, Any] = {
+        "python": target == "python",
+        "digest": net.digest(),
+        "digest_repr": repr(net.digest()),
+        "target_title": title,
+        "target_note": note,
+        "provenance": "\n".join(line.rstrip() for line in provenance.strip().splitlines()),
+        "imports": "import math\n\nimport numpy as np\nfrom numba import njit"
+        if target == "numba"
+        else "",
+        # Text from the model file reaches the program only through repr().
+        "name_repr": repr(net.name),
+        "dtype": dtype,
+        "dtype_repr": repr(dtype),
+        "channels": net.channels,
+        "layout_repr": repr(net.input_layout),
+        "size_repr": repr(net.size),
+        "receptive_repr": repr(net.receptive_field()),
+        "heads_repr": repr(tuple(name for name, _ in net.heads)),
+        "layers_repr": _layers_literal(net, [k.description for k in every]),
+        "tables": [t for k in every for t in k.tables],
+        "kernels": every,
+        "trunk": trunk,
+        "heads": heads,
+        "batch_shapes": shapes if target == "numba" else None,
+        "table_params": "".join(f", {name}" for k in every for name in k.table_names),
+    }
+    return render(f"conv_{target}.py.j2", context)
+
+
+def describe_layer(layer: Layer) -> dict[str, Any]:
+    """A layer as plain data (kinds and sizes; no weights, no model-file text)."""
+    out: dict[str, Any] = {"kind": LAYER_KINDS[type(layer)]}
+    if isinstance(layer, Conv2D):
+        out.update(
+            in_channels=layer.in_channels,
+            out_channels=layer.out_channels,
+            kernel=layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+            groups=layer.groups,
+        )
+    elif isinstance(layer, Pool2D):
+        out.update(
+            pool=layer.kind,
+            kernel=layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+            ceil_mode=layer.ceil_mode,
+        )
+    elif isinstance(layer, Dense):
+        out.update(inputs=layer.n_inputs, outputs=layer.n_outputs)
+    elif isinstance(layer, PReLU):
+        out.update(channels=int(layer.slopes.size))
+    elif isinstance(layer, Act):
+        out.update(activation=layer.activation.name)
+    elif isinstance(layer, Flatten):
+        out.update(order=layer.order)
+    return out
+
+
+def _layers_literal(net: ConvNetwork, forms: list[str]) -> str:
+    """LAYERS: one dict per layer with where it sits (trunk or head index) and its form."""
+    rows = []
+    for (where, index, layer), form in zip(net.layers(), forms, strict=True):
+        d = describe_layer(layer)
+        d["part"] = where if where == "trunk" else "head"
+        if where != "trunk":
+            d["head"] = [n for n, _ in net.heads].index(where)
+        d["index"] = index
+        d["form"] = form.rsplit(", ", 1)[-1] if d["kind"] in ("conv2d", "dense") else "loops"
+        rows.append("    " + repr(dict(sorted(d.items()))) + ",")
+    return "(\n" + "\n".join(rows) + "\n)"
