@@ -7,6 +7,8 @@ from dataclasses import replace
 import numpy as np
 
 from templater import scan
+from templater.conv_compiler import compile_conv
+from templater.convnet import ConvNetwork
 from templater.emit import Emitter
 from templater.literals import literal, round_float32
 from templater.lower import (
@@ -52,7 +54,10 @@ def compile(  # shadows the builtin on purpose: templater.compile
 
     `dtype="float32"` (numba only): every weight, bias, threshold and parameter written as its
     nearest float32 and all arithmetic in float32; it computes `net.forward(x, dtype=np.float32)`.
+    A ConvNetwork compiles through templater.conv_compiler (one kernel per layer).
     """
+    if isinstance(net, ConvNetwork):
+        return compile_conv(net, target, layout if isinstance(layout, str) else "auto", dtype)
     tgt, layouts, stages, program = _lowered(net, target, layout, passes, dtype)
     return render_program(net, program, tgt, layouts, stages)
 
