@@ -99,23 +99,39 @@ def choose_layout(layer: Layer, layout: str, target: ConvTarget) -> str:
 
 def kernels(net: ConvNetwork, target: ConvTarget, layout: str) -> tuple[list, list]:
     """The trunk's kernels and each head's, in order."""
-    trunk = [
-        _kernel(layer, layer_prefix(-1, i), target, choose_layout(layer, layout, target))
-        for i, layer in enumerate(net.trunk)
-    ]
+    widths = _output_widths(net)
+
+    def make(layer: Layer, prefix: str) -> Kernel:
+        form = choose_layout(layer, layout, target)
+        if isinstance(layer, Conv2D):
+            return _conv(layer, prefix, target, form, widths[id(layer)])
+        return _kernel(layer, prefix, target, form)
+
+    trunk = [make(layer, layer_prefix(-1, i)) for i, layer in enumerate(net.trunk)]
     heads = [
-        [
-            _kernel(layer, layer_prefix(h, i), target, choose_layout(layer, layout, target))
-            for i, layer in enumerate(layers)
-        ]
+        [make(layer, layer_prefix(h, i)) for i, layer in enumerate(layers)]
         for h, (_, layers) in enumerate(net.heads)
     ]
     return trunk, heads
 
 
+def _output_widths(net: ConvNetwork) -> dict[int, int | None]:
+    """Each layer's output columns for a fixed-size network (None: any size)."""
+    out: dict[int, int | None] = {}
+    if net.size is None:
+        return {id(layer): None for _, _, layer in net.layers()}
+    trunk_shape = (1, net.channels, *net.size)
+    for where, layers in (("trunk", net.trunk), *net.heads):
+        shape = trunk_shape
+        for layer in layers:
+            shape = net._chain(where, (layer,), shape)
+            out[id(layer)] = shape[3] if len(shape) == 4 else None
+        if where == "trunk":
+            trunk_shape = shape
+    return out
+
+
 def _kernel(layer: Layer, prefix: str, target: ConvTarget, layout: str) -> Kernel:
-    if isinstance(layer, Conv2D):
-        return _conv(layer, prefix, target, layout)
     if isinstance(layer, Dense):
         return _dense(layer, prefix, target, layout)
     if isinstance(layer, Pool2D):
@@ -210,21 +226,30 @@ def _geometry_lines(layer: Conv2D | Pool2D, target: ConvTarget, x: str) -> list[
     return lines
 
 
-def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str) -> Kernel:
+def _conv(
+    layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: int | None
+) -> Kernel:
     W, B = f"{prefix.upper()}_W", f"{prefix.upper()}_B"
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     per_in = layer.weights.shape[1]
     per_out = layer.out_channels // layer.groups
     numba = target.name == "numba"
     body = _geometry_lines(layer, target, "x")
-    body.append("xp = _pad(x, pt, pl, pb, pr)")
+    body.append("xp = _pad(x, pt, pl, pb, pr, 0.0)" if numba else "xp = _pad(x, pt, pl, pb, pr)")
     if numba:
         body.append(f"out = np.empty(({layer.out_channels}, oh, ow){_np_dtype(target)})")
     elif layout == "table":
         body.append("out = []")
     tables: tuple[str, ...] = ()
     ix = target.index
-    if layout == "table":
+    if layout == "table" and numba and _channels_inner(layer, width):
+        # small maps: vectorise across output channels, the weights as (c, ky, kx, o) rows
+        tables = (
+            _table(W + "T", layer.weights.transpose(1, 2, 3, 0), target, layer.out_channels),
+            _table(B, layer.bias, target, per_line=8),
+        )
+        body += _numba_conv_channels(layer, W + "T", B)
+    elif layout == "table":
         tables = (
             _table(W, layer.weights, target, per_line=kh * kw),
             _table(B, layer.bias, target, per_line=8),
@@ -232,21 +257,7 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str) -> Kernel
         body += [f"for o in range({layer.out_channels}):"]
         first = f"(o // {per_out}) * {per_in}"
         if numba:
-            body += [
-                f"    first = {first}",
-                "    for y in range(oh):",
-                "        row = out[o, y]",
-                f"        b = {B}[o]",
-                "        for j in range(ow):",
-                "            row[j] = b",
-                f"        for c in range({per_in}):",
-                f"            for ky in range({kh}):",
-                f"                xr = xp[first + c, y * {sh} + ky]",
-                f"                for kx in range({kw}):",
-                f"                    w = {W}[o, c, ky, kx]",
-                "                    for j in range(ow):",
-                f"                        row[j] += w * xr[j * {sw} + kx]",
-            ]
+            body = body[:-1] + _numba_conv_loops(layer, W, B, first)
         else:
             body += [
                 f"    first = {first}",
@@ -270,7 +281,8 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str) -> Kernel
             body += [
                 f"out = [[[0.0] * ow for _ in range(oh)] for _ in range({layer.out_channels})]"
             ]
-        body += ["for y in range(oh):", "    for j in range(ow):"]
+        # numba: one loop over the row's columns per output channel, so each vectorises
+        body += ["for y in range(oh):"] + ([] if numba else ["    for j in range(ow):"])
         for o in range(layer.out_channels):
             first = (o // per_out) * per_in
             terms = [
@@ -283,9 +295,77 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str) -> Kernel
                 for kx in range(kw)
             ]
             pos = ix("out", o, "y", "j")
+            if numba:
+                body.append("    for j in range(ow):")
             body += ["        " + line for line in _sum_lines(pos, layer.bias[o], terms, target)]
     body.append("return out")
     return _make(prefix, tables, body, target, _describe_conv(layer) + f", {layout}")
+
+
+def _channels_inner(layer: Conv2D, width: int | None) -> bool:
+    """Whether the numba table form vectorises across output channels (the small maps of a
+    fixed-size network, narrower than the channels are many) rather than across a row."""
+    return layer.groups == 1 and width is not None and width < layer.out_channels
+
+def _numba_conv_loops(layer: Conv2D, W: str, B: str, first: str) -> list[str]:
+    """Per output channel and row: the bias, then per input channel one pass over the row that
+    adds the kernel's taps in (ky, kx) order in one statement, so the row is stored once per
+    input channel rather than once per tap; the sum's order is the reference's."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    taps = [f"w{ky}_{kx} * x{ky}[{_off('j', sw, kx)}]" for ky in range(kh) for kx in range(kw)]
+    return [
+        f"for o in range({layer.out_channels}):",
+        f"    first = {first}",
+        "    for y in range(oh):",
+        "        row = out[o, y]",
+        f"        b = {B}[o]",
+        "        for j in range(ow):",
+        "            row[j] = b",
+        f"        for c in range({layer.weights.shape[1]}):",
+        *(f"            x{ky} = xp[first + c, {_off('y', sh, ky)}]" for ky in range(kh)),
+        *(
+            f"            w{ky}_{kx} = {W}[o, c, {ky}, {kx}]"
+            for ky in range(kh)
+            for kx in range(kw)
+        ),
+        "            for j in range(ow):",
+        "                row[j] = (",
+        "                    row[j]",
+        *(f"                    + {t}" for t in taps),
+        "                )",
+    ]
+
+
+def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
+    """Per output position: the bias of every output channel, then per input channel one pass
+    over the output channels adding the kernel's taps in (ky, kx) order (the reference's)."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    n_out = layer.out_channels
+    return [
+        f"acc = np.empty({n_out}, dtype=out.dtype)",
+        "for y in range(oh):",
+        "    for j in range(ow):",
+        f"        for o in range({n_out}):",
+        f"            acc[o] = {B}[o]",
+        f"        for c in range({layer.in_channels}):",
+        *(
+            f"            t{ky}_{kx} = xp[c, {_off('y', sh, ky)}, {_off('j', sw, kx)}]"
+            for ky in range(kh)
+            for kx in range(kw)
+        ),
+        f"            wc = {WT}[c]",
+        f"            for o in range({n_out}):",
+        "                acc[o] = (",
+        "                    acc[o]",
+        *(
+            f"                    + wc[{ky}, {kx}, o] * t{ky}_{kx}"
+            for ky in range(kh)
+            for kx in range(kw)
+        ),
+        "                )",
+        f"        for o in range({n_out}):",
+        "            out[o, y, j] = acc[o]",
+    ]
 
 
 def _off(var: str, stride: int, offset: int) -> str:
@@ -373,6 +453,8 @@ def _pool(layer: Pool2D, prefix: str, target: ConvTarget) -> Kernel:
         if numba
         else ["out = []", "for c in range(len(x)):", "    plane = []"]
     )
+    if numba and layer.kind == "max":
+        return _make(prefix, (), body[:-1] + _numba_max_pool(layer), target, _describe_pool(layer))
     read = "x[c, iy, ix]" if numba else "x[c][iy][ix]"
     write = "out[c, y, j] = " if numba else "row[j] = "
     body += ["    for y in range(oh):"]
@@ -418,10 +500,41 @@ def _pool(layer: Pool2D, prefix: str, target: ConvTarget) -> Kernel:
     if not numba:
         body += ["        plane.append(row)", "    out.append(plane)"]
     body.append("return out")
-    desc = f"{layer.kind} pool {kh}x{kw}, stride {sh}x{sw}, padding {layer.padding!r}" + (
+    return _make(prefix, (), body, target, _describe_pool(layer))
+
+
+def _describe_pool(layer: Pool2D) -> str:
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    return f"{layer.kind} pool {kh}x{kw}, stride {sh}x{sw}, padding {layer.padding!r}" + (
         ", ceil mode" if layer.ceil_mode else ""
     )
-    return _make(prefix, (), body, target, desc)
+
+
+def _numba_max_pool(layer: Pool2D) -> list[str]:
+    """The reference's order exactly: the input padded with -inf (also past the padding in ceil
+    mode), the window's first tap, then each later tap replacing the maximum when greater."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    taps = [(ky, kx) for ky in range(kh) for kx in range(kw)][1:]
+    lines = [
+        f"extra_h = max((oh - 1) * {sh} + {kh} - (rows + pt + pb), 0)",
+        f"extra_w = max((ow - 1) * {sw} + {kw} - (cols + pl + pr), 0)",
+        "xp = _pad(x, pt, pl, pb + extra_h, pr + extra_w, -np.inf)",
+        "out = np.empty((x.shape[0], oh, ow), dtype=x.dtype)",
+        "for c in range(x.shape[0]):",
+        "    for y in range(oh):",
+        f"        r = xp[c, {_off('y', sh, 0)}]",
+        *(f"        r{ky} = xp[c, {_off('y', sh, ky)}]" for ky in range(1, kh)),
+        "        for j in range(ow):",
+        f"            m = r[{_off('j', sw, 0)}]",
+    ]
+    for ky, kx in taps:
+        row = "r" if ky == 0 else f"r{ky}"
+        lines += [
+            f"            v = {row}[{_off('j', sw, kx)}]",
+            "            if v > m:",
+            "                m = v",
+        ]
+    return [*lines, "            out[c, y, j] = m", "return out"]
 
 
 def _flatten(layer: Flatten, prefix: str, target: ConvTarget) -> Kernel:
