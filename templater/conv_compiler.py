@@ -41,7 +41,7 @@ def compile_conv(
 
     `provenance`: plain text for the docstring (where the weights came from, their licence)."""
     tgt = conv_target(target, dtype)
-    trunk, heads = kernels(net, tgt, layout)
+    block = net_block(net, tgt, layout)
     title, note = _TITLES[target]
     if dtype == "float32":
         title += " in float32"
@@ -49,11 +49,6 @@ def compile_conv(
             "\nfloat32: every weight is the float32 nearest to the trained value, and all"
             "\narithmetic is float32."
         )
-    every = trunk + [k for head in heads for k in head]
-    shapes = None
-    if net.size is not None:
-        outs = net.shapes((1, net.channels, *net.size))
-        shapes = [repr(tuple(int(v) for v in outs[name][1:])) for name, _ in net.heads]
     context: dict[str, Any] = {
         "python": target == "python",
         "digest": net.digest(),
@@ -73,15 +68,32 @@ def compile_conv(
         "size_repr": repr(net.size),
         "receptive_repr": repr(net.receptive_field()),
         "heads_repr": repr(tuple(name for name, _ in net.heads)),
-        "layers_repr": _layers_literal(net, [k.description for k in every]),
-        "tables": [t for k in every for t in k.tables],
+        "layers_repr": block["layers_repr"],
+        "tables": block["tables"],
+        "kernels": block["kernels"],
+        "net": block,
+    }
+    return render(f"conv_{target}.py.j2", context)
+
+
+def net_block(net: ConvNetwork, target: Any, layout: str, prefix: str = "") -> dict[str, Any]:
+    """One net's kernels and what the templates need to call them (names start with `prefix`)."""
+    trunk, heads = kernels(net, target, layout, prefix)
+    every = trunk + [k for head in heads for k in head]
+    shapes = None
+    if net.size is not None and target.name == "numba":
+        outs = net.shapes((1, net.channels, *net.size))
+        shapes = [repr(tuple(int(v) for v in outs[name][1:])) for name, _ in net.heads]
+    return {
+        "prefix": prefix,
         "kernels": every,
         "trunk": trunk,
         "heads": heads,
-        "batch_shapes": shapes if target == "numba" else None,
+        "tables": [t for k in every for t in k.tables],
         "table_params": "".join(f", {name}" for k in every for name in k.table_names),
+        "batch_shapes": shapes,
+        "layers_repr": _layers_literal(net, [k.description for k in every]),
     }
-    return render(f"conv_{target}.py.j2", context)
 
 
 def describe_layer(layer: Layer) -> dict[str, Any]:

@@ -82,9 +82,10 @@ class Kernel:
     table_names: tuple[str, ...] = ()
 
 
-def layer_prefix(where: int, index: int) -> str:
-    """`t3` for trunk layer 3, `h1_0` for layer 0 of head 1: the one naming rule."""
-    return f"t{index}" if where < 0 else f"h{where}_{index}"
+def layer_prefix(where: int, index: int, net: str = "") -> str:
+    """`t3` for trunk layer 3, `h1_0` for layer 0 of head 1 (after the net's prefix, as in
+    `pnet_t3`): the one naming rule of kernels and their tables."""
+    return f"{net}t{index}" if where < 0 else f"{net}h{where}_{index}"
 
 
 def choose_layout(layer: Layer, layout: str, target: ConvTarget) -> str:
@@ -97,7 +98,9 @@ def choose_layout(layer: Layer, layout: str, target: ConvTarget) -> str:
     return "unrolled" if layer.weights.size <= target.unroll_budget else "table"
 
 
-def kernels(net: ConvNetwork, target: ConvTarget, layout: str) -> tuple[list, list]:
+def kernels(
+    net: ConvNetwork, target: ConvTarget, layout: str, prefix: str = ""
+) -> tuple[list, list]:
     """The trunk's kernels and each head's, in order."""
     widths = _output_widths(net)
 
@@ -107,9 +110,9 @@ def kernels(net: ConvNetwork, target: ConvTarget, layout: str) -> tuple[list, li
             return _conv(layer, prefix, target, form, widths[id(layer)])
         return _kernel(layer, prefix, target, form)
 
-    trunk = [make(layer, layer_prefix(-1, i)) for i, layer in enumerate(net.trunk)]
+    trunk = [make(layer, layer_prefix(-1, i, prefix)) for i, layer in enumerate(net.trunk)]
     heads = [
-        [make(layer, layer_prefix(h, i)) for i, layer in enumerate(layers)]
+        [make(layer, layer_prefix(h, i, prefix)) for i, layer in enumerate(layers)]
         for h, (_, layers) in enumerate(net.heads)
     ]
     return trunk, heads
