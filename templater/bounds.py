@@ -198,8 +198,8 @@ class _Evaluator:
         if test.op != ">" or test.left.name not in self.env:
             return
         lo, hi = self.env[test.left.name]
-        if UNKNOWN == (lo, hi):
-            return
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return  # not finite: the value may be NaN, which takes the else branch
         c = self.f(test.right.value)
         self.env[test.left.name] = (max(lo, c), hi) if holds else (lo, min(hi, c))
 
