@@ -170,8 +170,9 @@ class _Evaluator:
             self._if(stmt)
         elif isinstance(stmt, For):
             self._forget(stmt)
-        elif isinstance(stmt, Alloc) and stmt.name not in self.fixed:
-            self.arrays.pop(stmt.name, None)  # filled by the assignments that follow
+        elif isinstance(stmt, Alloc):
+            if stmt.name not in self.fixed:
+                self.arrays.pop(stmt.name, None)  # filled by the assignments that follow
         elif not isinstance(stmt, (Comment, Return, Do)):
             raise TypeError(f"no bounds for statement {type(stmt).__name__}")
 
