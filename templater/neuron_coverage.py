@@ -408,3 +408,61 @@ def coverage_of(
     subject = subject_of(model_or_program)
     rows = load_rows(data, subject.n_inputs, max_rows, seed)
     return measure(subject, rows.x, rows.label, rows.total, html, progress)
+
+
+# -- the annotated program --------------------------------------------------------------------
+
+
+def activity(net: Network, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per layer, how many rows of `x` make each neuron's pre-activation > 0 (the `if` taken),
+    computed by the numpy reference in the programs' summation order."""
+    from dataclasses import replace as copy_with
+
+    from templater.network import Activation
+
+    h = net.normalization.apply(np.asarray(x, dtype=np.float64))
+    counts = []
+    for layer in net.layers:
+        pre = copy_with(layer, activation=Activation("identity")).apply(h)
+        counts.append(np.sum(pre > 0.0, axis=0))
+        h = layer.activation.apply(pre)
+    return tuple(counts)
+
+
+def annotate(source: str, net: Network, x: np.ndarray, label: str) -> tuple[str, int]:
+    """`source` with a comment after each neuron's `if`: how often it was active on `x`.
+
+    Only comments are added (the program's AST is unchanged) and no line moves, so coverage
+    reports and tracebacks of the plain program still point at the same lines. Returns the
+    text and how many neurons were annotated (a layer written as a table has one `if` for all
+    its neurons and gets none)."""
+    layers = tuple(LayerInfo(d.n_outputs, d.activation.name) for d in net.layers)
+    names = {}
+    for number, info in enumerate(layers, start=1):
+        if info.activation in RELU_LIKE:
+            for j in range(info.width):
+                names[neuron_name(number, "s", j, info.width)] = (number, j)
+    counts = activity(net, x)
+    lines = source.split("\n")
+    rows = len(x)
+    found = branches(ast.parse(source), names)
+    for b in found:
+        active = int(counts[b.layer - 1][b.neuron])
+        note = f"active on {active} of {rows} rows ({active / rows:.1%})"
+        if active == 0:
+            note += ": dead on this data"
+        elif active == rows:
+            note += ": always active on this data"
+        lines[b.line - 1] += f"  # {note}"
+    # the label (a user's file name) only ever inside repr(): one line, no code
+    header = f"  # neuron activity on {label!r}: {rows} rows, counted by the numpy reference"
+    lines[_docstring_end(source) - 1] += header
+    return "\n".join(lines), len(found)
+
+
+def _docstring_end(source: str) -> int:
+    """The line the module docstring ends on (its closing quotes)."""
+    first = ast.parse(source).body[0]
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)):
+        raise MalformedModelError("not a templater program: it has no docstring header")
+    return first.end_lineno or 1
