@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from templater.errors import MalformedModelError, TemplaterError, UsageError
+from templater.errors import MalformedModelError, TemplaterError, UnsupportedError, UsageError
 from templater.lower import neuron_name
 from templater.network import Network
 from templater.program import Compare, Const, If, Program, Var, walk
@@ -266,7 +266,13 @@ def measure(
     progress: Progress | None = None,
 ) -> CoverageReport:
     """Run the subject's program on `rows` under coverage.py and map its arcs to neurons."""
-    import coverage
+    try:
+        import coverage
+    except ImportError as exc:
+        raise UnsupportedError(
+            "neuron coverage runs the program under coverage.py, which is not installed: "
+            "pip install 'templater[coverage]'"
+        ) from exc
 
     names = neuron_names(subject.layers)
     tree = ast.parse(subject.source)
