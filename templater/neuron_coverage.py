@@ -64,7 +64,8 @@ class LayerCoverage:
 
     @property
     def not_in_program(self) -> tuple[int, ...]:
-        """Neurons the compiler dropped (no path to the output)."""
+        """Neurons with no `if` in the program: dropped (no path to the output, or proven
+        never active) or proven always active by `compile --input-range`."""
         return tuple(sorted(set(range(self.width)) - set(self.mapped)))
 
     def to_json(self) -> dict[str, Any]:
@@ -109,8 +110,8 @@ class CoverageReport:
                 out.append(f"    always active: {_names(lc.layer, lc.always, w)}")
             if lc.not_in_program:
                 out.append(
-                    f"    not in the program (no path to the output): "
-                    f"{_names(lc.layer, lc.not_in_program, w)}"
+                    f"    no if in the program (dropped by the compiler, or proven always "
+                    f"active by its bounds): {_names(lc.layer, lc.not_in_program, w)}"
                 )
         if not self.layers:
             out.append("  no ReLU-like layer: no neuron is a branch")

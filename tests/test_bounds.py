@@ -177,3 +177,42 @@ def test_the_header_and_an_empty_range():
     assert ast.get_docstring(ast.parse(source)).count("Exact passes over inputs in [0.0, 1.0]")
     with pytest.raises(templater.UsageError, match="finite LO <= HI"):
         compile_bounded(net, 1.0, 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_programs_keep_the_reference_bit_for_bit(dtype, tmp_path):
+    """The bounds are taken in the program's float type: float32 programs prove on float32."""
+    from templater.programs import import_program
+
+    rng = np.random.default_rng(7)
+    net = _with_decided(rng, 5, (6, 4), -1.0, 1.0, "binary")
+    source, report = compile_bounded(net, -1.0, 1.0, "numba", "unrolled", dtype)
+    assert (1, 0) in report.dead and (1, 1) in report.linear
+    path = tmp_path / f"bounded_{dtype}.py"
+    path.write_text(source)
+    x = _inside(rng, 5, -1.0, 1.0)
+    got = np.asarray(import_program(path).score_batch(x), dtype=np.float64)
+    want = net.forward(x, dtype=np.float32 if dtype == "float32" else np.float64)[:, 0]
+    assert np.all(ulp_distance(got, np.asarray(want, dtype=np.float64)) == 0)
+
+
+def test_compile_command_reports_the_passes(tmp_path):
+    from click.testing import CliRunner
+
+    from templater.cli import main
+
+    net = _with_decided(np.random.default_rng(5), 3, (4,), 0.0, 1.0, "regression")
+    net.save(tmp_path / "m.npz")
+    out = tmp_path / "m.py"
+    result = CliRunner().invoke(
+        main, ["compile", str(tmp_path / "m.npz"), "--input-range", "0", "1", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "bounds over inputs in [0.0, 1.0]:" in result.output
+    assert "layer 1 neuron 0" in result.output and "Exact passes" in out.read_text()
+    bad = CliRunner().invoke(
+        main, ["compile", str(tmp_path / "m.npz"), "--input-range", "1", "0", "-o",
+               str(tmp_path / "n.py")]
+    )
+    assert bad.exit_code == 2 and not (tmp_path / "n.py").exists()
