@@ -167,3 +167,14 @@ def test_annotated_program_has_the_same_ast(extra, tmp_path):
     notes = re.findall(r"if l1_s(\d+) > 0\.0:  # active on (\d+) of (\d+) rows", b)
     assert notes and all(int(n) == len(x) for _, _, n in notes)
     assert all(int(k) == counts[int(j)] for j, k, _ in notes)
+
+
+@pytest.mark.parametrize("kind", ["wrong width", "nan rows", "empty file"])
+def test_annotate_with_bad_data_writes_nothing(kind, tmp_path):
+    data = _write_bad(tmp_path, kind)
+    out = tmp_path / "annotated.py"
+    result = CliRunner().invoke(
+        main, ["compile", str(DIGITS), "--annotate", str(data), "-o", str(out)]
+    )
+    assert result.exit_code == 2 and result.output.startswith("templater: error: ")
+    assert not out.exists()
