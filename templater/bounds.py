@@ -47,6 +47,7 @@ from templater.program import (
 
 Interval = tuple[float, float]
 UNKNOWN: Interval = (-math.inf, math.inf)
+# Activations whose scalar form is `if s > 0.0: ... else: ...` (lower.activation_stmts).
 RELU_LIKE = ("relu", "leaky_relu", "step")
 
 

@@ -27,15 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from templater.bounds import RELU_LIKE
 from templater.errors import MalformedModelError, TemplaterError, UnsupportedError, UsageError
 from templater.lower import neuron_name
 from templater.network import Network
 from templater.program import Compare, Const, If, Program, Var, walk
 
-# Activations whose scalar form is `if s > 0.0: ... else: ...` (lower.activation_stmts).
-RELU_LIKE = ("relu", "leaky_relu", "step")
 # Rows traced at most by default: the face model runs ~3,000 rows a second under coverage.
 DEFAULT_MAX_ROWS = 1000
+# The functions holding the program's body: the kernel, and a numba program's unrolled tail.
+KERNELS = ("_kernel", "_tail")
 ROWS_PER_CALL = 50  # rows per score_batch call (the progress bar moves between calls)
 
 Progress = Callable[[int, int], None]
@@ -174,14 +175,13 @@ def _is_neuron_test(test: Compare) -> bool:
 
 
 def branches(tree: ast.Module, names: dict[str, tuple[int, int]]) -> tuple[Branch, ...]:
-    """Each neuron's `if s > 0.0:` in the kernel, in program order."""
-    kernel = next(
-        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_kernel"), None
-    )
-    if kernel is None:
+    """Each neuron's `if s > 0.0:` in the program body, in program order (a numba program
+    writes its trailing unrolled layers once, in `_tail`)."""
+    bodies = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in KERNELS]
+    if not any(n.name == "_kernel" for n in bodies):
         raise MalformedModelError("not a templater program: it has no _kernel function")
     found = []
-    for node in _ifs(kernel.body):
+    for node in (found_if for body in bodies for found_if in _ifs(body.body)):
         test = node.test
         if (
             isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
@@ -444,11 +444,7 @@ def annotate(source: str, net: Network, x: np.ndarray, label: str) -> tuple[str,
     text and how many neurons were annotated (a layer written as a table has one `if` for all
     its neurons and gets none)."""
     layers = tuple(LayerInfo(d.n_outputs, d.activation.name) for d in net.layers)
-    names = {}
-    for number, info in enumerate(layers, start=1):
-        if info.activation in RELU_LIKE:
-            for j in range(info.width):
-                names[neuron_name(number, "s", j, info.width)] = (number, j)
+    names = neuron_names(layers)
     counts = activity(net, x)
     lines = source.split("\n")
     rows = len(x)

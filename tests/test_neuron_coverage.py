@@ -178,3 +178,21 @@ def test_annotate_with_bad_data_writes_nothing(kind, tmp_path):
     )
     assert result.exit_code == 2 and result.output.startswith("templater: error: ")
     assert not out.exists()
+
+
+def test_annotating_a_numba_program_reaches_its_unrolled_tail(tmp_path):
+    rng = np.random.default_rng(2)
+    net = templater.Network(
+        input_size=5,
+        layers=(templater.Dense(rng.normal(size=(5, 6)), rng.normal(size=6), "relu"),
+                templater.Dense(rng.normal(size=(6, 1)), np.zeros(1), "identity")),
+        head=templater.Head("binary", threshold=0.0),
+    )
+    net.save(tmp_path / "m.npz")
+    out = tmp_path / "m.py"
+    result = CliRunner().invoke(main, ["compile", str(tmp_path / "m.npz"), "--target", "numba",
+                                       "--annotate", "random", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "annotated 6 neuron(s)" in result.output
+    plain = templater.compile(net, "numba")
+    assert ast.dump(ast.parse(plain)) == ast.dump(ast.parse(out.read_text()))
