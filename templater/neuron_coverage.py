@@ -275,6 +275,8 @@ def measure(
             "pip install 'templater[coverage]'"
         ) from exc
 
+    if html is not None:
+        _check_html_folder(Path(html))
     names = neuron_names(subject.layers)
     tree = ast.parse(subject.source)
     found = branches(tree, names)
@@ -335,11 +337,20 @@ def _layers(
     return tuple(out)
 
 
+def _check_html_folder(directory: Path) -> None:
+    """Refuse a folder that holds anything but an earlier coverage report (never lose files)."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--html {directory}: exists and is not a folder")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / "status.json").exists():
+        raise UsageError(
+            f"--html {directory}: the folder holds files that are not a coverage report; "
+            "give a new or empty folder"
+        )
+
+
 def _write_html(cov: Any, program: Path, directory: Path, label: str) -> None:
     """coverage.py's own HTML report, built beside `directory` and then moved into place."""
     parent = directory.parent if str(directory.parent) else Path(".")
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"--html {directory}: exists and is not a folder")
     try:
         building = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
     except OSError as exc:

@@ -196,3 +196,21 @@ def test_annotating_a_numba_program_reaches_its_unrolled_tail(tmp_path):
     assert "annotated 6 neuron(s)" in result.output
     plain = templater.compile(net, "numba")
     assert ast.dump(ast.parse(plain)) == ast.dump(ast.parse(out.read_text()))
+
+
+def test_html_never_replaces_a_folder_of_other_files(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(
+        main, ["coverage", str(DIGITS), "--data", "random", "--rows", "10", "--html", str(folder)]
+    )
+    assert result.exit_code == 2 and "not a coverage report" in result.output
+    assert [p.name for p in folder.iterdir()] == ["mine.txt"]
+    again = tmp_path / "html"
+    for _ in range(2):  # a second run replaces the first report
+        ok = CliRunner().invoke(main, ["coverage", str(DIGITS), "--data", "random", "--rows",
+                                       "10", "--html", str(again)])
+        assert ok.exit_code == 0, ok.output
+    assert (again / "index.html").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
