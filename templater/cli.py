@@ -60,15 +60,42 @@ def main() -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write here (default: stdout)."
 )
+@click.option(
+    "--input-range", nargs=2, type=float, default=None, metavar="LO HI",
+    help="Inputs lie in [LO, HI]: remove neurons proven never active, drop the if of those "
+    "proven always active (exact; a window-normalised model also gets |xn| <= sqrt(n)).",
+)
+@click.option(
+    "--annotate", "annotate_data", default=None, metavar="DATA",
+    help="Comment each neuron's if with how often it is active on DATA (faces, random, "
+    "FILE.npy); the code is unchanged.",
+)
 def compile_command(
-    model: str, target: str, layout: str, dtype: str, output: str | None
+    model: str, target: str, layout: str, dtype: str, output: str | None,
+    input_range: tuple[float, float] | None, annotate_data: str | None,
 ) -> None:
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
     from templater.importers import load_any
 
-    source = compile_network(load_any(model), target, layout, dtype=dtype)
+    net = load_any(model)
+    if input_range is not None:
+        from templater.bounds import compile_bounded
+
+        source, proven = compile_bounded(net, *input_range, target, layout, dtype)
+        for line in proven.lines():
+            click.echo(line, err=True)
+    else:
+        source = compile_network(net, target, layout, dtype=dtype)
+    if annotate_data is not None:
+        from templater.neuron_coverage import annotate, load_rows
+        from templater.verify import MAX_DATA_ROWS
+
+        rows = load_rows(annotate_data, net.input_size, MAX_DATA_ROWS)
+        source, count = annotate(source, net, rows.x, rows.label)
+        click.echo(f"annotated {count} neuron(s) with their activity on {rows.label} "
+                   f"({len(rows.x)} rows)", err=True)
     if output:
         write_atomic(output, source)
         click.echo(f"wrote {output} ({source.count(chr(10)):,} lines)", err=True)
@@ -464,3 +491,101 @@ def bench_command(
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")
         click.echo(f"wrote {json_path}", err=True)
+
+
+# -- neuron coverage and pruning ----------------------------------------------------------------
+def _rows_progress(label: str) -> tuple[Any, Any]:
+    """A progress bar on a terminal, else a line per tenth; returns (context, callback)."""
+    if sys.stderr.isatty():
+        bar = click.progressbar(length=1, label=label, file=sys.stderr)
+        seen = {"n": 0}
+
+        def on_tty(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - seen["n"])
+            seen["n"] = done
+
+        return bar, on_tty
+    shown = {"tenth": -1}
+
+    def plain(done: int, total: int) -> None:
+        tenth = done * 10 // total
+        if tenth != shown["tenth"]:
+            shown["tenth"] = tenth
+            click.echo(f"{label}: {done}/{total} rows", err=True)
+
+    return contextlib.nullcontext(), plain
+
+
+@main.command("coverage")
+@click.argument("subject", metavar="MODEL_OR_PROGRAM", type=click.Path(dir_okay=False))
+@click.option("--data", default="auto",
+              help="faces (the bundled face windows), random (uniform in [0, 1]) or FILE.npy "
+              "[default: faces when the model takes 625 inputs, else random].")
+@click.option("--rows", type=click.IntRange(1), default=1000, show_default=True,
+              help="Trace at most this many rows (a seeded random sample of larger data).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--html", type=click.Path(file_okay=False), help="Write coverage.py's HTML here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report.")
+def coverage_command(
+    subject: str, data: str, rows: int, seed: int, html: str | None, json_path: str | None
+) -> None:
+    """Run the pure-Python program of MODEL_OR_PROGRAM over data under coverage.py (branch
+    coverage) and report per layer the neurons never active (dead on this data) and always
+    active (linear on this data). Every ReLU is an if/else, so a dead neuron is a branch the
+    data never takes; --html shows them as lines never run."""
+    import json
+
+    from templater.fileio import write_atomic
+    from templater.neuron_coverage import load_rows, measure, subject_of
+
+    program = subject_of(subject)
+    spec = data
+    if data == "auto":
+        spec = "faces" if program.n_inputs == 625 else "random"
+    chosen = load_rows(spec, program.n_inputs, rows, seed)
+    context, progress = _rows_progress("coverage")
+    with context:
+        report = measure(program, chosen.x, chosen.label, chosen.total, html, progress)
+    for line in report.lines():
+        click.echo(line)
+    if html:
+        click.echo(f"wrote {html}/index.html", err=True)
+    if json_path:
+        write_atomic(json_path, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {json_path}", err=True)
+
+
+@main.command("prune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", required=True,
+              help="Prune on: faces (the training windows; judged on the face test split), "
+              "random or FILE.npy (30% of its rows held out to judge on).")
+@click.option("--held-out", default=None, help="Judge on this data instead (faces, random, "
+              "FILE.npy).")
+@click.option("--max-flips", type=click.IntRange(0), required=True,
+              help="Refuse to write when more held-out decisions than this flip.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+def prune_command(
+    model: str, data: str, held_out: str | None, max_flips: int, output: str, seed: int
+) -> None:
+    """Remove the neurons never active on --data (data-driven, not exact), report what that
+    changes on held-out data with the numbers `templater diff` prints, and write the pruned
+    model to OUTPUT only when at most --max-flips decisions flip (else exit 1)."""
+    from pathlib import Path
+
+    from templater.errors import UsageError
+    from templater.prune import prune, write
+
+    if Path(output).resolve() == Path(model).resolve():
+        raise UsageError(f"-o {output} is the input model; write the pruned model elsewhere")
+    result = prune(model, data, max_flips, held_out, seed=seed)
+    for line in result.lines():
+        click.echo(line)
+    if not result.allowed:
+        click.echo(f"templater: {result.flips} decision(s) flip on the held-out data, more than "
+                   f"--max-flips {max_flips}: {output} not written", err=True)
+        sys.exit(1)
+    write(result, model, output)
+    click.echo(f"wrote {output} ({result.removed} neuron(s) removed)", err=True)

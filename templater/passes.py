@@ -31,9 +31,11 @@ from templater.program import (
 DEFAULT_PASSES = ("prune_zero_terms", "remove_dead_code")
 
 
-def run_passes(program: Program, names: tuple[str, ...] = DEFAULT_PASSES) -> Program:
+def run_passes(program: Program, names: tuple = DEFAULT_PASSES) -> Program:
+    """Each pass in turn: a name in PASSES, or a function Program -> Program (templater.bounds
+    makes its passes for one input domain)."""
     for name in names:
-        program = PASSES[name](program)
+        program = (PASSES[name] if isinstance(name, str) else name)(program)
     return program
 
 
