@@ -450,7 +450,9 @@ def import_command(
         raise UsageError(f"{output}: the output must be a .npz model file")
     net = import_file(model, tensor=tensor, head=head, threshold=threshold)
     net.save(output)
-    click.echo(f"wrote {output}: {net.architecture}, {net.head.kind} head")
+    heads = getattr(net, "heads", None)
+    what = f"{len(heads)} heads" if heads is not None else f"{net.head.kind} head"
+    click.echo(f"wrote {output}: {net.architecture}, {what}")
 
 
 # -- bench (issue 5) ------------------------------------------------------------------------------

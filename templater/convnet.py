@@ -403,6 +403,16 @@ class ConvNetwork:
         return total
 
     @property
+    def architecture(self) -> str:
+        """Like `conv 3-10-16-32` (the output channels or units of each conv and dense layer)."""
+        widths = [str(self.channels)] + [
+            str(layer.out_channels if isinstance(layer, Conv2D) else layer.n_outputs)
+            for layer in self.trunk
+            if isinstance(layer, (Conv2D, Dense))
+        ]
+        return "conv " + "-".join(widths)
+
+    @property
     def fully_convolutional(self) -> bool:
         return not any(isinstance(layer, (Flatten, Dense)) for _, _, layer in self.layers())
 

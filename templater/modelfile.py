@@ -32,6 +32,7 @@ from templater.network import (
 
 FORMAT = "templater.model"
 VERSION = 1
+CONV_VERSION = 2  # convolutional networks (templater.convfile); version 1 files load as before
 HEADER_MEMBER = "header.npy"
 MAX_HEADER_BYTES = 1 << 20
 # A stored model holds 8 bytes per parameter plus small npy headers.
@@ -97,6 +98,11 @@ def to_bytes(net: Network) -> bytes:
     for i, layer in enumerate(net.layers):
         members[f"layers.{i}.weights.npy"] = layer.weights.astype("<f8")
         members[f"layers.{i}.bias.npy"] = layer.bias.astype("<f8")
+    return zip_members(members)
+
+
+def zip_members(members: dict[str, np.ndarray]) -> bytes:
+    """A stored zip of .npy members in sorted order with fixed timestamps (same bytes always)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for name in sorted(members):
@@ -155,6 +161,10 @@ def _network_from_header(
     if h.get("format", str) != FORMAT:
         raise MalformedModelError(f"{where}: header format is not {FORMAT!r}")
     version = h.get("version", int)
+    if version == CONV_VERSION:
+        from templater.convfile import convnet_from_header
+
+        return convnet_from_header(h, archive, infos, where)
     if version != VERSION:
         raise MalformedModelError(
             f"{where}: model format version {version} (this templater reads {VERSION})"

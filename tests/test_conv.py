@@ -175,3 +175,54 @@ def test_generated_layers_constant_reads_back_as_data(tmp_path):
     assert layers[0]["kernel"] == (3, 3) and layers[2]["part"] == "head"
     # deterministic: the same network gives the same bytes
     assert compile_conv(net, "numba") == source
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from templater.convfile import to_bytes
+    from templater.modelfile import from_bytes, load, zip_members
+
+    rng = np.random.default_rng(3)
+    net = ConvNetwork(
+        2,
+        (
+            Conv2D(rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4), 2, "same_upper"),
+            PReLU(rng.normal(size=4)),
+            Pool2D("avg", (2, 2), 1, (1, 1, 0, 0), True, True),
+        ),
+        (
+            ("map", (Conv2D(rng.normal(size=(1, 4, 1, 1)), np.zeros(1)), Act("sigmoid"))),
+            ("vec", (Flatten("hwc"), Dense(rng.normal(size=(4 * 5 * 5, 2)), np.zeros(2)))),
+        ),
+        size=(9, 9),
+        name="it's <a> name",
+    )
+    path = tmp_path / "net.npz"
+    net.save(path)
+    back = load(path)
+    assert back.digest() == net.digest() and back.name == net.name
+    assert to_bytes(back) == path.read_bytes()  # deterministic, byte for byte
+    image = rng.normal(size=(2, 9, 9))
+    for key, value in net.forward(image).items():
+        assert np.array_equal(back.forward(image)[key], value)
+    # a header whose declared shape disagrees with the member, and a missing member
+    archive = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
+    members = {n: np.lib.format.read_array(io.BytesIO(archive.read(n))) for n in archive.namelist()}
+    header = json.loads(members["header.npy"].tobytes())
+    header["trunk"][0]["arrays"]["weights"] = [4, 2, 3, 2]
+    bad = dict(members, **{"header.npy": np.frombuffer(json.dumps(header).encode(), np.uint8)})
+    with pytest.raises(MalformedModelError, match="shape"):
+        from_bytes(zip_members(bad), "bad.npz")
+    missing = {k: v for k, v in members.items() if k != "trunk.1.slopes.npy"}
+    with pytest.raises(MalformedModelError, match="missing"):
+        from_bytes(zip_members(missing), "missing.npz")
+    header = json.loads(members["header.npy"].tobytes())
+    header["trunk"][0]["arrays"]["weights"] = [10_000, 1000, 3, 3]
+    big = dict(members, **{"header.npy": np.frombuffer(json.dumps(header).encode(), np.uint8)})
+    from templater.errors import TooLargeError
+
+    with pytest.raises(TooLargeError):
+        from_bytes(zip_members(big), "big.npz")

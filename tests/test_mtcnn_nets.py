@@ -120,5 +120,5 @@ def test_unsupported_nodes_are_refused_by_name(tmp_path):
     )
     path = tmp_path / "dilated.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    with pytest.raises(UnsupportedError, match="dilated.*dilations"):
+    with pytest.raises(UnsupportedError, match=r"dilated.*dilations"):
         from_onnx(path)
