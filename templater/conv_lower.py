@@ -45,7 +45,8 @@ class ConvTarget:
 
     name: str
     dtype: str
-    unroll_budget: int  # weights per layer up to which `auto` unrolls
+    unroll_budget: int  # weights of a dense layer up to which `auto` unrolls it
+    conv_unroll_budget: int  # the same for a conv layer
 
     def const(self, value: float) -> str:
         text = literal(value, self.dtype)
@@ -64,8 +65,13 @@ def conv_target(target: str, dtype: str) -> ConvTarget:
         raise UsageError(f"unknown dtype {dtype!r}; choose float64 or float32")
     if target == "python" and dtype == "float32":
         raise UsageError("the python target has no float32 (Python floats are float64)")
-    # Numba pays milliseconds of compile time per unrolled term, CPython microseconds.
-    return ConvTarget(target, dtype, 512 if target == "numba" else 250_000)
+    # Numba pays milliseconds of compile time per unrolled term, CPython microseconds. An
+    # unrolled conv repeats its terms in a loop per output channel: PNet's cost 8.6 s of CPU to
+    # compile (14.1 s against 5.5 s for tables) and ran no faster, so numba keeps convs as tables.
+    # Unrolled dense heads cost about 9 ms of CPU per term (RNet's 768: 7 s), so only tiny ones.
+    if target == "numba":
+        return ConvTarget(target, dtype, 64, 0)
+    return ConvTarget(target, dtype, 250_000, 250_000)
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,8 @@ def choose_layout(layer: Layer, layout: str, target: ConvTarget) -> str:
         return "loops"
     if layout != "auto":
         return layout
-    return "unrolled" if layer.weights.size <= target.unroll_budget else "table"
+    budget = target.conv_unroll_budget if isinstance(layer, Conv2D) else target.unroll_budget
+    return "unrolled" if layer.weights.size <= budget else "table"
 
 
 def kernels(
@@ -139,17 +146,24 @@ def _kernel(layer: Layer, prefix: str, target: ConvTarget, layout: str) -> Kerne
         return _dense(layer, prefix, target, layout)
     if isinstance(layer, Pool2D):
         return _pool(layer, prefix, target)
+    numba = target.name == "numba"
     if isinstance(layer, PReLU):
         table = _table(f"{prefix.upper()}_A", layer.slopes, target, per_line=16)
+        if numba:
+            return _shared("_prelu", (table,), "prelu")
         return _elementwise(prefix, target, (table,), "prelu", f"{prefix.upper()}_A")
     if isinstance(layer, Act):
         name = layer.activation.name
         if name == "softmax":
+            if numba:
+                return _shared("_softmax", (), "softmax over channels")
             return _make(prefix, (), _softmax(target), target, "softmax over channels")
         if name not in PIECEWISE and name not in ("sigmoid", "tanh"):
             raise UnsupportedError(f"activation {name!r} in a convolutional program")
         return _elementwise(prefix, target, (), name, layer)
     if isinstance(layer, Flatten):
+        if numba:
+            return _shared(f"_flatten_{layer.order}", (), f"flatten, {layer.order} order")
         return _flatten(layer, prefix, target)
     if isinstance(layer, GlobalAvgPool):
         return _global_avg(prefix, target)
@@ -395,6 +409,13 @@ def _np_dtype(target: ConvTarget) -> str:
     return ", dtype=np.float32" if target.dtype == "float32" else ""
 
 
+def _shared(name: str, tables: tuple[tuple[str, str], ...], description: str) -> Kernel:
+    """A layer run by one of the program's shared helpers (templates/_conv_helpers_numba.j2):
+    numba compiles each helper once for all the layers that use it."""
+    return Kernel(name, tuple(src for _, src in tables), (), description,
+                  tuple(n for n, _ in tables))
+
+
 def _make(
     prefix: str,
     tables: tuple[tuple[str, str], ...],
@@ -541,10 +562,7 @@ def _numba_max_pool(layer: Pool2D) -> list[str]:
 
 
 def _flatten(layer: Flatten, prefix: str, target: ConvTarget) -> Kernel:
-    if target.name == "numba":
-        src = "x" if layer.order == "chw" else "x.transpose((1, 2, 0))"
-        body = [f"return np.ascontiguousarray({src}).reshape(-1)"]
-    elif layer.order == "chw":
+    if layer.order == "chw":
         body = ["return [v for plane in x for row in plane for v in row]"]
     else:
         body = [
@@ -624,8 +642,7 @@ def _elementwise(prefix: str, target: ConvTarget, tables: tuple, name: str, arg)
     """An activation over maps (c, y, j) or a vector (c), in place on a copy."""
     slope_of = (lambda c: target.index(arg, c)) if name == "prelu" else (lambda c: "")
     layer = arg if isinstance(arg, Act) else None
-    numba = target.name == "numba"
-    if numba:
+    if target.name == "numba":
         body = [
             "out = x.copy()",
             "flat = out.reshape(x.shape[0], -1)",
@@ -661,27 +678,9 @@ def _elementwise(prefix: str, target: ConvTarget, tables: tuple, name: str, arg)
 
 
 def _softmax(target: ConvTarget) -> list[str]:
-    """Over channels: exp(v - max), the exps summed over channels in order, each divided."""
-    if target.name == "numba":
-        body = [
-            "n = x.shape[0]",
-            "flat = x.reshape(n, -1)",
-            "out = np.empty_like(flat)",
-            "for k in range(flat.shape[1]):",
-            "    m = flat[0, k]",
-            "    for c in range(1, n):",
-            "        if flat[c, k] > m:",
-            "            m = flat[c, k]",
-            f"    total = {target.const(0.0)}",
-            "    for c in range(n):",
-            "        e = math.exp(flat[c, k] - m)",
-            "        out[c, k] = e",
-            "        total += e",
-            "    for c in range(n):",
-            "        out[c, k] = out[c, k] / total",
-            "return out.reshape(x.shape)",
-        ]
-    else:
+    """Over channels: exp(v - max), the exps summed over channels in order, each divided (the
+    numba target's is the shared helper `_softmax`)."""
+    if target.name == "python":
         body = [
             "if isinstance(x[0], float):",
             "    m = max(x)",
