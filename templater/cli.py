@@ -66,9 +66,9 @@ def compile_command(
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
-    from templater.importers import load_any
+    from templater.models import load_model
 
-    source = compile_network(load_any(model), target, layout, dtype=dtype)
+    source = compile_network(load_model(model), target, layout, dtype=dtype)
     if output:
         write_atomic(output, source)
         click.echo(f"wrote {output} ({source.count(chr(10)):,} lines)", err=True)
@@ -383,7 +383,7 @@ def verify_command(
     """
     import json
 
-    from templater.diff import load_model
+    from templater.models import load_model
     from templater.verify import verify
 
     report = verify(

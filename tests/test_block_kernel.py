@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from templater.compiler import program_of
-from templater.lower import BLOCK, block_program
+from templater.forms import BLOCK, block_program
 from templater.network import Dense, Head, Network
 from templater.program import Alloc, For, walk
 

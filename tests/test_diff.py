@@ -74,7 +74,9 @@ def _changed_lines(unified: str) -> tuple[list[str], list[str]]:
 
 
 # Lines that name the model (digest, architecture, layer sizes) change with any model change.
-_HEADER = re.compile(r"templater program|^MODEL_DIGEST|# layer \d+: dense")
+# Lines that name the model or its sizes: the docstring, the digest, the layer comments and the
+# entries of the LAYERS constant (one key per line).
+_HEADER = re.compile(r"templater program|^MODEL_DIGEST|# layer \d+: dense|^        '[a-z_]+': ")
 
 
 def test_identical_models_empty_diff_exit_0(face_models):
@@ -268,8 +270,8 @@ def test_a_staged_order_that_is_not_a_permutation_is_refused(tmp_path):
     )
     path = _write(net, tmp_path / "face_numba.py", "numba", "auto")
     text = path.read_text()
-    order = re.search(r"^STAGED_UNITS = .*$", text, re.MULTILINE).group(0)
-    path.write_text(text.replace(order, f"STAGED_UNITS = {(0,) * 16!r}"), encoding="utf-8")
+    order = re.search(r"^        'columns': .*$", text, re.MULTILINE).group(0)
+    path.write_text(text.replace(order, f"        'columns': {(0,) * 16!r},"), encoding="utf-8")
     result = CliRunner().invoke(main, ["diff", str(path), str(path)])
     assert result.exit_code == 2
-    assert "STAGED_UNITS is not an order of layer 1's 16 units" in result.output
+    assert "columns is not an order of layer 1's 16 units" in result.output

@@ -1,5 +1,5 @@
 """Staged scans: a face scanner's kernel stops scoring a block of windows once their scores,
-bounded from the units scored so far, cannot pass the threshold (templater.lower.scan_stages).
+bounded from the units scored so far, cannot pass the threshold (templater.forms.scan_stages).
 
 Rows scoring above the threshold must get their exact score and every other row a value at most
 the threshold, at every threshold, bit for bit, in float64 and float32. One 625-32-1 network,
@@ -16,7 +16,7 @@ import pytest
 from templater import compile as compile_network
 from templater import import_program
 from templater.data.faces import photo
-from templater.lower import STAGE_UNITS, scan_stages
+from templater.forms import STAGE_UNITS, scan_stages
 from templater.network import Dense, Head, Network, Normalization
 from templater.scan import scan, windows
 
