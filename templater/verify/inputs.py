@@ -37,9 +37,9 @@ class Inputs:
 @cache
 def face_test_split() -> np.ndarray:
     """The windows of the default training run's held-out test split (read-only)."""
-    from templater.train import TrainConfig, prepare
+    from templater.data.splits import default_test_split
 
-    test = prepare(TrainConfig())[2]
+    test = default_test_split()
     out = np.array(test.x, dtype=np.float64)
     out.setflags(write=False)
     return out
