@@ -460,7 +460,7 @@ def bench_command(
     results = bench.run(config, progress=lambda text: click.echo(text, err=True))
     click.echo(bench.table(results))
     click.echo("\nIssue 5's targets in this run:\n")
-    click.echo(bench.targets(results))
+    click.echo(bench.criteria(results))
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")
         click.echo(f"wrote {json_path}", err=True)

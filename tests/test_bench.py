@@ -88,7 +88,7 @@ def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, 
     assert baseline.shape == reference.shape and len(reference) > 0
     np.testing.assert_allclose(baseline, reference, rtol=1e-9, atol=1e-9)
     rows = []
-    bench._scan_rows(
+    bench.scan_rows(
         lambda *a, **k: rows.append((a, k)), scan_net, build_program(scan_net, "numba"), image, 3
     )
     baselines = [a[4] for a, _ in rows]
@@ -97,7 +97,7 @@ def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, 
     assert "same boxes as the reference: True" in rows[0][1]["note"]
 
 
-def test_targets_judge_this_runs_rows_for_both_float_types():
+def test_criteria_judge_this_runs_rows_for_both_float_types():
     rows = [
         bench.Row("625-32-1", "compile", "numba cold compile (fresh process)", 1.3, "s"),
         bench.Row("625-32-1 float32", "compile", "numba cold compile (fresh process)", 3.5, "s"),
@@ -128,7 +128,7 @@ def test_targets_judge_this_runs_rows_for_both_float_types():
             "625-128-1", "in-loop", "multiply-add rate", 9.5, "GMAC/s", "plain numba loop", 1.1, 8.6
         )
     )
-    text = bench.targets(bench.Results(config={}, machine={}, rows=rows))
+    text = bench.criteria(bench.Results(config={}, machine={}, rows=rows))
     assert "| in-loop >= 10 GMAC/s | 625-128-1 | 9.5 GMAC/s | **no** |" in text
     assert "| cold compile <= 3 s | 625-32-1 | 1.3 s | yes |" in text
     assert "| cold compile <= 3 s | 625-32-1 float32 | 3.5 s | **no** |" in text
