@@ -117,25 +117,7 @@ def fit(
             net.layers, head=Head("binary", choose_threshold(_scores(net, x_val), val.y))
         )
     val_photos = faces.training_photo_names(val)
-    if config.threshold_rule == "faces":
-        face_scores = _scores(net, x_val[val.kind == faces.KINDS.index("face")])
-        net = net.with_layers(
-            net.layers, head=Head("binary", face_threshold(face_scores, config.face_recall))
-        )
-    elif val_photos:
-        net = net.with_layers(
-            net.layers,
-            head=Head(
-                "binary",
-                detection_threshold(
-                    net,
-                    val_photos,
-                    config.mine_scales,
-                    config.fp_per_megapixel,
-                    config.threshold_rule,
-                ),
-            ),
-        )
+    net = net.with_layers(net.layers, head=Head("binary", _threshold(config, net, val, x_val)))
     facts = {
         "validation_photos": list(val_photos),
         "evaluations": done,
@@ -144,6 +126,22 @@ def fit(
         "training_photos": list(photos),
     }
     return net, tuple(curve), facts
+
+
+def _threshold(
+    config: TrainConfig, net: Network, val: faces.WindowSet, x_val: np.ndarray
+) -> float:
+    """The detector's threshold by the config's rule: a share of the validation faces, or a
+    budget of boxes per megapixel on the validation photos (else the most accurate one)."""
+    if config.threshold_rule == "faces":
+        face_scores = _scores(net, x_val[val.kind == faces.KINDS.index("face")])
+        return face_threshold(face_scores, config.face_recall)
+    val_photos = faces.training_photo_names(val)
+    if not val_photos:
+        return net.head.threshold
+    return detection_threshold(
+        net, val_photos, config.mine_scales, config.fp_per_megapixel, config.threshold_rule
+    )
 
 
 def train(config: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
