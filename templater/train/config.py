@@ -24,12 +24,12 @@ DEFAULT_ARCH = "625-16-1"
 DEFAULT_EPOCHS = 60
 DEFAULT_BOOTSTRAP = 6
 # The shipped recipe is one network, 150 photo windows, 1 box per megapixel of the validation
-# photos. A validation-only study found a recipe with more faces at equal false positives (README,
-# "An ensemble recipe": `--ensemble 4 --photo-windows 400 --validation-photo-folds 2
-# --fp-per-megapixel 0.5 --threshold-rule unseen`; in 5-fold cross-validation, at the threshold
-# leaving 1 box per megapixel on the test photos, it found 0.58 and 0.49 of the test faces against
-# 0.33 and 0.32), but on the astronaut it missed the face with two seeds of three, so the
-# defaults stay as shipped.
+# photos. A validation-only study found a recipe with more faces at equal false positives
+# (docs/face-detector.md, "An ensemble recipe": `--ensemble 4 --photo-windows 400
+# --validation-photo-folds 2 --fp-per-megapixel 0.5 --threshold-rule unseen`; in 5-fold
+# cross-validation, at the threshold leaving 1 box per megapixel on the test photos, it found 0.58
+# and 0.49 of the test faces against 0.33 and 0.32), but on the astronaut it missed the face with
+# two seeds of three, so the defaults stay as shipped.
 DEFAULT_ENSEMBLE = 1  # members of the seed ensemble (see `templater.ensemble`)
 MAX_ENSEMBLE = 16
 # The detector's operating point: at most this many boxes per megapixel of face-free photos
@@ -41,8 +41,8 @@ FP_PER_MEGAPIXEL = 1.0
 # training photos, each photo left out in turn, "unseen" at 0.5 gave 0.97 boxes per megapixel on
 # the photos left out; "validation" at 1.0 gave 1.94 and 2.24 for seeds 0 and 1). "faces" sets
 # no photo budget: the threshold lets `face_recall` of the validation faces through, and the
-# rate on new photos follows from the ranking (README, "Mirror averaging and a threshold from the
-# faces").
+# rate on new photos follows from the ranking (docs/face-detector.md, "Mirror averaging and a
+# threshold from the faces").
 THRESHOLD_RULES = ("validation", "unseen", "faces")
 FOLDS = splits.FOLDS
 # The --face-recall values whose results cross-validation reports (see `detector_metrics`).

@@ -111,7 +111,8 @@ def fit(
     if config.mirror:
         # After the last round, not before each: the members first learn their own false
         # positives (mining with the mirrored network instead found fewer faces in
-        # cross-validation: README, "Mirror averaging and a threshold from the faces").
+        # cross-validation: docs/face-detector.md, "Mirror averaging and a threshold from the
+        # faces").
         net = mirror_average(net, name=f"{net.name}, mirror-averaged")
         net = net.with_layers(
             net.layers, head=Head("binary", choose_threshold(_scores(net, x_val), val.y))
@@ -314,7 +315,7 @@ def search_inputs(norm: Normalization, x: np.ndarray) -> np.ndarray:
     pixel, the arithmetic the shipped model was trained with. Programs and the reference now take
     the statistics in lanes (`network.lane_sum`), which differs in the last bits; searching on
     those bits instead trains, from the same recipe and seed, a model that misses the astronaut's
-    face (measured: README, "The face detector"). Keeping the old arithmetic here keeps
+    face (measured: docs/face-detector.md). Keeping the old arithmetic here keeps
     `templater train --final` reproducing the committed model; the fragility is the detector's.
     """
     n = x.shape[1]
