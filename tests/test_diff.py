@@ -1,4 +1,4 @@
-"""diff: a model change reviewed as a program change (issue 6)."""
+"""diff: a model change reviewed as a program change."""
 
 from __future__ import annotations
 

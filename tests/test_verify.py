@@ -1,4 +1,4 @@
-"""verify: programs against the numpy reference, the tolerance, bad data (issue 6)."""
+"""verify: programs against the numpy reference, the tolerance, bad data."""
 
 from __future__ import annotations
 
