@@ -28,6 +28,7 @@ def quick_run(tmp_path_factory):
     return result.output, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_table_has_every_section(quick_run):
     output, _ = quick_run
     for section in ("compile", "single", "in-loop", "batch"):
@@ -73,6 +74,7 @@ def test_bad_architectures_are_refused(arch):
         bench.parse_arch(arch)
 
 
+@pytest.mark.slow
 def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, scan_net):
     import numpy as np
 
