@@ -150,3 +150,16 @@ def test_committed_face_programs_gained_only_the_layers_constant(name):
     result = diff(ROOT / "generated" / "face" / "model.npz", new_path, data=None)
     assert not result.structure.changed, result.summary_lines()
     assert load_model(ROOT / "generated" / "face" / "model.npz").digest() in new
+
+
+def test_a_program_without_layers_is_refused_with_a_way_out(tmp_path):
+    from templater.errors import MalformedModelError
+
+    source = templater.compile(_net(), "python", "auto")
+    start = source.index("LAYERS = (")
+    end = source.index("\n)\n", start) + 3
+    path = tmp_path / "old.py"
+    path.write_text(source[:start] + source[end:], encoding="utf-8")
+    assert read_program(path).layers == ()
+    with pytest.raises(MalformedModelError, match="no LAYERS constant.*compile it again"):
+        diff(path, path, data=None)
