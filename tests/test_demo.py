@@ -24,6 +24,7 @@ def demo_run(tmp_path_factory):
     return json.loads(result.stdout), out
 
 
+@pytest.mark.slow
 def test_demo_uses_the_committed_program_and_writes_the_picture(demo_run, committed_face):
     data, out = demo_run
     _, program = committed_face

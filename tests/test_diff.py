@@ -79,6 +79,7 @@ def _changed_lines(unified: str) -> tuple[list[str], list[str]]:
 _HEADER = re.compile(r"templater program|^MODEL_DIGEST|# layer \d+: dense|^        '[a-z_]+': ")
 
 
+@pytest.mark.slow
 def test_identical_models_empty_diff_exit_0(face_models):
     _, paths, _, _ = face_models
     result = diff(paths["a.npz"], paths["a.npz"], data=None)
@@ -89,6 +90,7 @@ def test_identical_models_empty_diff_exit_0(face_models):
     assert "identical programs" in cli.output
 
 
+@pytest.mark.slow
 def test_fine_tune_lists_changed_neurons_and_counts_flips(face_models, tmp_path):
     (net_a, net_b), paths, x_test, _ = face_models
     png = tmp_path / "flips.png"
@@ -205,6 +207,7 @@ def test_weights_recovered_from_program_text(tmp_path, target, layout):
     assert not diff(tmp_path / "p.py", tmp_path / "m.npz", data=None).structure.changed
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path, face_models):
     _, paths, _, _ = face_models
     runner = CliRunner()

@@ -161,5 +161,5 @@ def test_a_program_without_layers_is_refused_with_a_way_out(tmp_path):
     path = tmp_path / "old.py"
     path.write_text(source[:start] + source[end:], encoding="utf-8")
     assert read_program(path).layers == ()
-    with pytest.raises(MalformedModelError, match="no LAYERS constant.*compile it again"):
+    with pytest.raises(MalformedModelError, match=r"no LAYERS constant.*compile it again"):
         diff(path, path, data=None)
