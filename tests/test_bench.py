@@ -38,6 +38,7 @@ def test_table_has_every_section(quick_run):
         assert baseline in output
 
 
+@pytest.mark.slow
 def test_json_figures_are_positive_and_finite(quick_run):
     _, data = quick_run
     assert data["config"]["archs"] == [TINY] and data["config"]["quick"] is True

@@ -61,6 +61,7 @@ def test_batch_is_the_reference_bit_for_bit_at_any_row_count(scan_net, build_pro
     assert np.array_equal(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", ROW_COUNTS)
 def test_multi_output_batch_with_mixed_layouts_is_exact(mixed_net, mixed_program, n):
     program = mixed_program

@@ -132,6 +132,7 @@ def test_face_program_is_the_float32_reference_bit_for_bit(face):
     assert [program.decide(row) for row in x[:50]] == list(net.decide(x[:50], dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_face_decisions_agree_with_float64_except_near_the_threshold(face):
     net, program = face
     rng = np.random.default_rng(3)
