@@ -167,7 +167,7 @@ def render_program(
 def _stage_context(
     stages: Stages | None, block_body: tuple, emitter: Emitter
 ) -> dict[str, object]:
-    """find_faces's staged kernel (see lower.scan_stages): the positive units in one loop of
+    """find_faces's staged kernel (see forms.scan_stages): the positive units in one loop of
     known length, then the others `stages.step` at a time."""
     if stages is None:
         return {"stages": False}

@@ -43,7 +43,7 @@ BLOCK = 4
 STAGE_UNITS = 8
 
 
-# -- the block form: BLOCK rows per pass ------------------------------------------------------
+# -- the shared tail --------------------------------------------------------------------------
 
 
 def split_tail(program: Program) -> tuple[Program, tuple[Stmt, ...], str]:
@@ -79,6 +79,9 @@ def split_tail(program: Program) -> tuple[Program, tuple[Stmt, ...], str]:
     )
     body = (*program.body[:start], Comment("the unrolled layers"), call)
     return replace(program, body=body, layers=layers), tail, vector
+
+
+# -- the block form: BLOCK rows per pass ------------------------------------------------------
 
 
 def block_program(

@@ -30,7 +30,7 @@ class Target:
     imports: str = ""  # the import block ("" for none)
     # The kernels a target writes besides `_kernel`: a tail function both kernels share (the
     # trailing unrolled layers), a block kernel scoring BLOCK rows per pass, and a staged scan
-    # kernel for find_faces (lower.scan_stages decides whether a network allows it).
+    # kernel for find_faces (forms.scan_stages decides whether a network allows it).
     shared_tail: bool = False
     block_kernel: bool = False
     staged_scan: bool = False
