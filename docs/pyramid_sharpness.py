@@ -1,4 +1,4 @@
-"""How sharp the scan's windows are next to the training faces (README, "The face detector").
+"""How sharp the scan's windows are next to the training faces (docs/face-detector.md).
 
     python docs/pyramid_sharpness.py
 

@@ -1,4 +1,6 @@
-"""How much of the first layer a staged scan computes (README, "Scans stop early, exactly").
+"""How much of the first layer a staged scan computes.
+
+See docs/decisions.md, "Scans stop early, exactly".
 
     python docs/stage_work.py
 

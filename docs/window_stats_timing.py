@@ -1,4 +1,6 @@
-"""Time the two ways of taking a window's statistics (README, "Window statistics in 8 lanes").
+"""Time the two ways of taking a window's statistics.
+
+See docs/decisions.md, "Window statistics in 8 lanes".
 
     python docs/window_stats_timing.py
 

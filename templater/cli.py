@@ -37,7 +37,7 @@ def main() -> None:
 # Commands are added below, one section per feature; each only parses and calls the API.
 
 
-# -- compile and regenerate (issue 2) ---------------------------------------------------------
+# -- compile and regenerate ------------------------------------------------------------------------
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option(
@@ -77,9 +77,9 @@ def compile_command(
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
     from templater.fileio import write_atomic
-    from templater.importers import load_any
+    from templater.models import load_model
 
-    net = load_any(model)
+    net = load_model(model)
     if input_range is not None:
         from templater.bounds import compile_bounded
 
@@ -126,7 +126,7 @@ def regenerate_command(check: bool, root: str | None) -> None:
         sys.exit(1)
 
 
-# -- training (issue 3): train, compare ----------------------------------------------------------
+# -- training: train, compare ----------------------------------------------------------------------
 def _train_progress(label: str, total: int) -> tuple[Any, Any]:
     """A click progress bar showing loss and validation accuracy; returns (bar, callback)."""
     state = {"text": ""}
@@ -264,7 +264,7 @@ def compare(budget: int, seed: int, output: str) -> None:
     click.echo(f"wrote {output}")
 
 
-# -- detection (issue 4): detect, demo -----------------------------------------------------------
+# -- detection: detect, demo -----------------------------------------------------------------------
 @main.command()
 @click.argument("detector", metavar="MODEL_OR_PROGRAM", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path(dir_okay=False))
@@ -330,7 +330,7 @@ def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
     click.echo(result.to_json() if as_json else report(result))
 
 
-# -- diff and verify (issue 6) ----------------------------------------------------------------
+# -- diff and verify -------------------------------------------------------------------------------
 _DATA_HELP = (
     "faces (the face test split), random (uniform in [0, 1]), none, or FILE.npy of rows "
     "[default: faces when the model takes 625 inputs, else random]"
@@ -410,7 +410,7 @@ def verify_command(
     """
     import json
 
-    from templater.diff import load_model
+    from templater.models import load_model
     from templater.verify import verify
 
     report = verify(
@@ -424,7 +424,7 @@ def verify_command(
     sys.exit(0 if report.passed else 1)
 
 
-# -- import (issue 7) ------------------------------------------------------------------------------
+# -- import ----------------------------------------------------------------------------------------
 @main.command("import")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -455,11 +455,11 @@ def import_command(
     click.echo(f"wrote {output}: {net.architecture}, {what}")
 
 
-# -- bench (issue 5) ------------------------------------------------------------------------------
+# -- bench -----------------------------------------------------------------------------------------
 @main.command("bench")
 @click.option("--quick", is_flag=True, help="Fewer repeats and smaller batches (a fast run).")
 @click.option(
-    "--arch", "archs", multiple=True, help="A network to measure (repeatable) [issue 5's four]."
+    "--arch", "archs", multiple=True, help="A network to measure (repeatable) [four sizes]."
 )
 @click.option(
     "--layout", type=click.Choice(["auto", "unrolled", "table"]), default="auto",
@@ -489,7 +489,7 @@ def bench_command(
     results = bench.run(config, progress=lambda text: click.echo(text, err=True))
     click.echo(bench.table(results))
     click.echo("\nIssue 5's targets in this run:\n")
-    click.echo(bench.targets(results))
+    click.echo(bench.criteria(results))
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")
         click.echo(f"wrote {json_path}", err=True)

@@ -6,21 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from templater import scan
+from templater import naming, scan_defaults
 from templater.conv_compiler import compile_conv
 from templater.convnet import ConvNetwork
-from templater.emit import Emitter
+from templater.emit import Emitter, layers_constant
+from templater.forms import BLOCK, Stages, block_program, scan_stages, split_tail, staged_block
 from templater.literals import literal, round_float32
-from templater.lower import (
-    BLOCK,
-    Stages,
-    block_program,
-    choose_layouts,
-    lower,
-    scan_stages,
-    split_tail,
-    staged_block,
-)
+from templater.lower import choose_layouts, lower
 from templater.network import Dense, Network, Normalization
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
@@ -29,18 +21,6 @@ from templater.targets import Target, get_target
 
 # find_faces refuses a pyramid level above this many pixels (a 8k x 8k level is 512 MB).
 MAX_LEVEL_PIXELS = 1 << 26
-
-_TITLES = {
-    "python": (
-        "pure Python",
-        "Pure Python with no imports: copy this one file anywhere and call score(x).",
-    ),
-    "numba": (
-        "a Numba program",
-        "Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions\n"
-        "on first use (all cached on disk).",
-    ),
-}
 
 
 def compile(  # shadows the builtin on purpose: templater.compile
@@ -86,8 +66,8 @@ def _lowered(
 
 
 def _stages(net: Network, target: Target, layouts: tuple[str, ...]) -> Stages | None:
-    """The stages of a Numba face scanner's kernel, when its network allows them."""
-    if target.name != "numba" or not _has_scanner(net):
+    """The stages of a face scanner's staged kernel, when the target and network allow them."""
+    if not target.staged_scan or not _has_scanner(net):
         return None
     return scan_stages(net, layouts)
 
@@ -142,34 +122,20 @@ def render_program(
     scalar = program.returns_scalar
     tail: tuple = ()
     tail_vector = ""
-    if target.name == "numba":  # two kernels share the unrolled layers through one function
-        program, tail, tail_vector = split_tail(
-            program, layouts, net.normalization.kind == "window"
-        )
-    block_allocs, block_body = block_program(program, BLOCK) if target.name == "numba" else ((), ())
-    title, note = _TITLES[target.name]
-    if target.dtype == "float32":
-        title += " in float32"
-        note += (
-            "\nfloat32: every weight, bias, threshold and parameter below is the float32 nearest to"
-            "\nthe trained value, and all arithmetic is float32 (inputs are converted to float32)."
-        )
-    imports = ""
-    if target.name == "numba":
-        imports = (
-            "import math\nimport os\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
-            "import numpy as np\nfrom numba import njit"
-        )
+    if target.shared_tail:  # two kernels share the unrolled layers through one function
+        program, tail, tail_vector = split_tail(program)
+    block_allocs, block_body = block_program(program, BLOCK) if target.block_kernel else ((), ())
     head = net.head
     f = target.dtype
     context = {
         "digest": net.digest(),
         "digest_repr": repr(net.digest()),
         "architecture": net.architecture,
-        "target_title": title,
-        "target_note": note,
+        "target_title": target.title,
+        "target_note": target.note,
         "layouts": ", ".join(layouts),
-        "imports": imports,
+        "imports": target.imports,
+        "layers": "\n".join(layers_constant(tuple(i.literal() for i in program.layers))),
         # Text from the model file reaches the program only through repr().
         "name_repr": repr(net.name),
         "layer_names_repr": repr(tuple(layer.name for layer in net.layers)),
@@ -206,7 +172,7 @@ def render_program(
 def _stage_context(
     stages: Stages | None, block_body: tuple, emitter: Emitter
 ) -> dict[str, object]:
-    """find_faces's staged kernel (see lower.scan_stages): the positive units in one loop of
+    """find_faces's staged kernel (see forms.scan_stages): the positive units in one loop of
     known length, then the others `stages.step` at a time."""
     if stages is None:
         return {"stages": False}
@@ -220,7 +186,7 @@ def _stage_context(
         "stage_units": stages.step,
         "bound_from": stages.bound_from,
         "staged_units": repr(stages.order),
-        "stage_vector": "l1_h",
+        "stage_vector": naming.vector(1),
         "stage_width": len(stages.order),
         "scan_start": lines(start, 2),
         "first_stage": lines(columns(0, stages.bound_from), 2),
@@ -238,8 +204,8 @@ def _scanner_context(net: Network) -> dict[str, object]:
     return {
         "scanner": True,
         "window": shape[0],
-        "default_scales": "(" + ", ".join(literal(s) for s in scan.DEFAULT_SCALES) + ")",
-        "default_stride": str(int(scan.DEFAULT_STRIDE)),
-        "default_overlap": literal(scan.DEFAULT_OVERLAP),
+        "default_scales": "(" + ", ".join(literal(s) for s in scan_defaults.DEFAULT_SCALES) + ")",
+        "default_stride": str(int(scan_defaults.DEFAULT_STRIDE)),
+        "default_overlap": literal(scan_defaults.DEFAULT_OVERLAP),
         "max_level_pixels": f"{MAX_LEVEL_PIXELS:_}",
     }

@@ -173,3 +173,35 @@ def _wrapped(values: list[str], first: str, rest: str) -> list[str]:
 
 def _negative(value: float) -> bool:
     return value < 0.0 or (value == 0.0 and str(value).startswith("-"))
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def data_literal(value: object) -> str:
+    """A literal of dicts, tuples, strings, ints and floats (floats by the one formatter), read
+    back by `ast.literal_eval`. Strings come from structure (names, kinds), never a model file."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        return literal(value)
+    if isinstance(value, (int, str)):
+        return repr(value)
+    if isinstance(value, tuple):
+        items = ", ".join(data_literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, dict):
+        items = ", ".join(f"{data_literal(k)}: {data_literal(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def layers_constant(layers: tuple[dict[str, object], ...]) -> list[str]:
+    """The LAYERS constant's lines: one dict per step, one key per line."""
+    lines = ["LAYERS = ("]
+    for layer in layers:
+        lines.append(INDENT + "{")
+        lines.extend(f"{INDENT * 2}{data_literal(k)}: {data_literal(v)}," for k, v in layer.items())
+        lines.append(INDENT + "},")
+    lines.append(")")
+    return lines

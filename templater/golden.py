@@ -15,7 +15,7 @@ from pathlib import Path
 from templater.compiler import compile as compile_network
 from templater.errors import MalformedModelError
 from templater.fileio import write_atomic
-from templater.modelfile import load
+from templater.models import load_model
 
 MANIFEST = "manifest.json"
 
@@ -57,7 +57,7 @@ def regenerate(root: Path | None = None, check: bool = False) -> list[Outcome]:
     models: dict[str, object] = {}
     for entry in read_manifest(root):
         if entry.model not in models:
-            models[entry.model] = load(root / entry.model)
+            models[entry.model] = load_model(root / entry.model)
         fresh = compile_network(models[entry.model], entry.target, entry.layout)
         out = root / entry.output
         old = out.read_text(encoding="utf-8") if out.exists() else ""

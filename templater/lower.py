@@ -9,13 +9,16 @@ second at any size while unrolled code costs it milliseconds per multiply-add.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from templater import naming
 from templater.errors import UsageError
+from templater.naming import offset as _offset
 from templater.network import STAT_LANES, Activation, Dense, Network, combine_lanes
 from templater.program import (
+    ACTIVATE,
+    INPUT_MAJOR,
     Alloc,
     Assign,
     BinOp,
@@ -23,10 +26,10 @@ from templater.program import (
     Comment,
     Compare,
     Const,
-    Do,
     Expr,
     For,
     If,
+    LayerInfo,
     Load,
     Neg,
     Program,
@@ -44,18 +47,21 @@ LAYOUTS = ("auto", "unrolled", "table")
 MAX_TERMS = 64
 # Inputs a table layer adds per pass over its neurons (measured: 8 beats 1 and 4).
 INPUTS_PER_PASS = 8
-# Rows the batch and scan kernel scores per pass: each weight it loads serves BLOCK rows.
-BLOCK = 4
-# The shortest step of a staged scan: units it adds before it checks its bound again.
-STAGE_UNITS = 8
 
 
 @dataclass(frozen=True)
 class _Values:
-    """A layer's inputs: one expression per input, and the vector holding them, if there is one."""
+    """A layer's inputs: one expression per input, the vector holding them (if there is one),
+    and the variables holding them (an unrolled layer's outputs)."""
 
     exprs: tuple[Expr, ...]
     vector: str | None
+    names: tuple[str, ...] = ()
+
+    @property
+    def described(self) -> str | tuple[str, ...]:
+        """What a LayerInfo says a layer reads."""
+        return self.vector if self.vector is not None else self.names
 
 
 def choose_layouts(
@@ -94,26 +100,38 @@ def lower(
     `first_order` (a table first layer only) lists the first layer's units in the order its
     table's columns hold them; each unit's sum and the next layer's order stay as they are."""
     body: list[Stmt] = []
+    infos: list[LayerInfo] = []
     n = net.input_size
-    values = _Values(tuple(Load("x", (i,)) for i in range(n)), "x")
+    x, xn = naming.INPUT, naming.NORMALIZED
+    values = _Values(tuple(Load(x, (i,)) for i in range(n)), x)
     if net.normalization.kind == "window":
         body.extend(_window_normalization(n, net.normalization.eps))
-        values = _Values(tuple(Load("xn", (i,)) for i in range(n)), "xn")
+        values = _Values(tuple(Load(xn, (i,)) for i in range(n)), xn)
+        infos.append(LayerInfo("normalize", reads=x, output=xn, eps=net.normalization.eps))
     tables: list[Table] = []
     for number, (layer, layout) in enumerate(zip(net.layers, layouts, strict=True), start=1):
         body.append(
             Comment(
                 f"layer {number}: dense {layer.n_inputs} -> {layer.n_outputs}, "
-                f"{_describe(layer.activation)}, {layout}"
+                f"{_describe(layer.activation)}, {layout}",
+                opens=number,
             )
         )
+        reads = values.described
         if layout == "unrolled":
-            stmts, values = _unrolled_layer(number, layer, values)
+            stmts, values, sums = _unrolled_layer(number, layer, values)
+            where = {"sums": sums, "function": naming.KERNEL}
         else:
             order = first_order if number == 1 else None
             stmts, values, new_tables = _table_layer(number, layer, values, order)
             tables.extend(new_tables)
+            where = {
+                "weights": new_tables[0].name,
+                "bias": new_tables[1].name,
+                "columns": tuple(order) if order is not None else (),
+            }
         body.extend(stmts)
+        infos.append(_layer_info(number, layer, layout, reads, values, where))
     body.append(Comment("outputs"))
     if net.n_outputs == 1:
         body.append(Return(values.exprs[0]))
@@ -125,6 +143,19 @@ def lower(
         n_inputs=n,
         n_outputs=net.n_outputs,
         uses=functions_used(tuple(body)),
+        layers=tuple(infos),
+    )
+
+
+def _layer_info(
+    number: int, layer: Dense, layout: str, reads: str | tuple[str, ...], values: _Values,
+    where: dict,
+) -> LayerInfo:
+    act = layer.activation
+    params = tuple((k, getattr(act, k)) for k in ("alpha", "beta") if getattr(act, k) is not None)
+    return LayerInfo(
+        "dense", number, layer.n_inputs, layer.n_outputs, act.name, params, layout, reads,
+        values.described, **where,
     )
 
 
@@ -143,18 +174,19 @@ def functions_used(body: tuple[Stmt, ...]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def neuron_name(layer: int, kind: str, index: int, width: int) -> str:
-    """`l1_s03`: layer 1, pre-activation sum (s) or activation (h) of neuron 3, zero-padded."""
-    digits = len(str(max(width - 1, 0)))
-    return f"l{layer}_{kind}{index:0{digits}d}"
+neuron_name = naming.neuron
 
 
 # -- layers -----------------------------------------------------------------------------------
 
 
-def _unrolled_layer(number: int, layer: Dense, values: _Values) -> tuple[list[Stmt], _Values]:
+def _unrolled_layer(
+    number: int, layer: Dense, values: _Values
+) -> tuple[list[Stmt], _Values, tuple[str, ...]]:
+    """The layer's statements, its outputs, and the variable each unit's sum is written to."""
     stmts: list[Stmt] = []
-    outputs: list[Expr] = []
+    outputs: list[Var] = []
+    sums: list[str] = []
     width = layer.n_outputs
     act = layer.activation
     for j in range(width):
@@ -166,6 +198,7 @@ def _unrolled_layer(number: int, layer: Dense, values: _Values) -> tuple[list[St
             for i in range(layer.n_inputs)
         )
         stmts.extend(_bounded_sum(s, terms))
+        sums.append(s)
         if act.name not in ("identity", "softmax"):
             temp = neuron_name(number, "e", j, width)
             stmts.extend(activation_stmts(act, Var(s), Var(h), temp))
@@ -173,7 +206,11 @@ def _unrolled_layer(number: int, layer: Dense, values: _Values) -> tuple[list[St
     if act.name == "softmax":
         stmts.extend(_softmax(number, tuple(outputs)))
         outputs = [Var(neuron_name(number, "p", j, width)) for j in range(width)]
-    return stmts, _Values(tuple(outputs), None)
+    return stmts, _variables(outputs), tuple(sums)
+
+
+def _variables(outputs: list[Var]) -> _Values:
+    return _Values(tuple(outputs), None, tuple(v.name for v in outputs))
 
 
 def _table_layer(
@@ -182,10 +219,10 @@ def _table_layer(
     stmts: list[Stmt] = []
     vector = values.vector
     if vector is None:  # the previous layer was unrolled: gather its scalars into a vector
-        vector = f"l{number - 1}_v"
+        vector = naming.vector(number - 1, "v")
         stmts.append(Alloc(vector, len(values.exprs)))
         stmts.extend(Assign(Load(vector, (i,)), e) for i, e in enumerate(values.exprs))
-    w_name, b_name = f"L{number}_W", f"L{number}_B"
+    w_name, b_name = naming.weights_table(number), naming.bias_table(number)
     columns = list(order) if order is not None else list(range(layer.n_outputs))
     if sorted(columns) != list(range(layer.n_outputs)):
         raise ValueError(f"not an order of the layer's {layer.n_outputs} units: {order!r}")
@@ -206,26 +243,22 @@ def _table_layer(
     ]
     act = layer.activation
     plain = act.name in ("identity", "softmax")
-    s = f"l{number}_h" if plain else f"l{number}_s"
+    s = naming.vector(number, "h" if plain else "s")
     n_out = layer.n_outputs
     stmts.append(Alloc(s, n_out))
     stmts.append(For("j", 0, n_out, (Assign(Load(s, ("j",)), Load(b_name, ("j",))),)))
     stmts.extend(_input_major(s, w_name, vector, layer.n_inputs, n_out))
-    h = f"l{number}_h"
+    h = naming.vector(number, "h")
     if not plain:
         stmts.append(Alloc(h, n_out))
-        stmts.append(
-            For("j", 0, n_out, activation_stmts(act, Load(s, ("j",)), Load(h, ("j",)), "e"))
-        )
+        activate = activation_stmts(act, Load(s, ("j",)), Load(h, ("j",)), "e")
+        stmts.append(For("j", 0, n_out, activate, role=ACTIVATE))
     column_of = {unit: k for k, unit in enumerate(columns)}
     outputs: tuple[Expr, ...] = tuple(Load(h, (column_of[j],)) for j in range(n_out))
     if act.name == "softmax":
         stmts.extend(_softmax(number, outputs))
-        return (
-            stmts,
-            _Values(tuple(Var(neuron_name(number, "p", j, n_out)) for j in range(n_out)), None),
-            tables,
-        )
+        probabilities = [Var(neuron_name(number, "p", j, n_out)) for j in range(n_out)]
+        return stmts, _variables(probabilities), tables
     return stmts, _Values(outputs, h), tables
 
 
@@ -240,22 +273,23 @@ def _input_major(s: str, w_name: str, vector: str, n_in: int, n_out: int) -> lis
 
     def update(offsets: range) -> For:
         terms = [
-            BinOp("*", Load(w_name, (_offset("i", k), "j")), Var(f"xi{k}")) for k in offsets
+            BinOp("*", Load(w_name, (_offset("i", k), "j")), Var(naming.lane_input(k)))
+            for k in offsets
         ]
         return For("j", 0, n_out, (Assign(Load(s, ("j",)), Sum((Load(s, ("j",)), *terms))),))
 
     stmts: list[Stmt] = []
     if blocked:
-        loads = [Assign(Var(f"xi{k}"), Load(vector, (_offset("i", k),))) for k in range(step)]
-        stmts.append(For("i", 0, blocked, (*loads, update(range(step))), step=step))
+        loads = [
+            Assign(Var(naming.lane_input(k)), Load(vector, (_offset("i", k),)))
+            for k in range(step)
+        ]
+        body = (*loads, update(range(step)))
+        stmts.append(For("i", 0, blocked, body, step=step, role=INPUT_MAJOR))
     if blocked < n_in:
-        tail = (Assign(Var("xi0"), Load(vector, ("i",))), update(range(1)))
-        stmts.append(For("i", blocked, n_in, tail))
+        tail = (Assign(Var(naming.lane_input(0)), Load(vector, ("i",))), update(range(1)))
+        stmts.append(For("i", blocked, n_in, tail, role=INPUT_MAJOR))
     return stmts
-
-
-def _offset(var: str, k: int) -> str:
-    return var if k == 0 else f"{var} + {k}"
 
 
 def _bounded_sum(name: str, terms: list[Expr]) -> list[Stmt]:
@@ -333,14 +367,14 @@ def activation_stmts(act: Activation, src: Expr, dst: Var | Load, temp: str) -> 
 def _softmax(number: int, inputs: tuple[Expr, ...]) -> list[Stmt]:
     """p_j = exp(h_j - max h) / sum_k exp(h_k - max h), the sum taken left to right."""
     width = len(inputs)
-    top = Var(f"l{number}_max")
+    top = Var(naming.softmax_max(number))
     stmts: list[Stmt] = [Assign(top, inputs[0])]
     stmts.extend(If(Compare(">", e, top), (Assign(top, e),)) for e in inputs[1:])
     exps = [Var(neuron_name(number, "e", j, width)) for j in range(width)]
     stmts.extend(
         Assign(e, Call("exp", (BinOp("-", h, top),))) for e, h in zip(exps, inputs, strict=True)
     )
-    total = Var(f"l{number}_total")
+    total = Var(naming.softmax_total(number))
     stmts.extend(_bounded_sum(total.name, list(exps)))
     stmts.extend(
         Assign(Var(neuron_name(number, "p", j, width)), BinOp("/", e, total))
@@ -351,14 +385,14 @@ def _softmax(number: int, inputs: tuple[Expr, ...]) -> list[Stmt]:
 
 def _window_normalization(n: int, eps: float) -> list[Stmt]:
     """xn = (x - mean) * (1 / (std + eps)), with both sums in the reference's lanes (lane_sum)."""
-    x, xn = (lambda i: Load("x", (i,))), (lambda i: Load("xn", (i,)))
+    x, xn = (lambda i: Load(naming.INPUT, (i,))), (lambda i: Load(naming.NORMALIZED, (i,)))
     total, mean, squares, d, scale, inv = (
         Var(v) for v in ("total", "mean", "squares", "d", "scale", "inv")
     )
     count = Const(float(n))
     whole = n - n % STAT_LANES
-    lanes = [Var(f"t{k}") for k in range(STAT_LANES)]
-    deltas = [Var(f"d{k}") for k in range(STAT_LANES)]
+    lanes = [Var(naming.stat_lane("t", k)) for k in range(STAT_LANES)]
+    deltas = [Var(naming.stat_lane("d", k)) for k in range(STAT_LANES)]
 
     def lane_sum(into: Var, group: list[Stmt], term: Callable[[int], Expr], rest: list[Stmt]):
         """`into` = the lanes' sum of term(k) over whole groups, then `rest` for the leftovers."""
@@ -380,7 +414,7 @@ def _window_normalization(n: int, eps: float) -> list[Stmt]:
             "input normalisation: each window to zero mean, unit variance, "
             f"sums in {STAT_LANES} lanes (eps {eps!r})"
         ),
-        Alloc("xn", n),
+        Alloc(naming.NORMALIZED, n),
         *lane_sum(
             total,
             [],
@@ -412,240 +446,3 @@ def _window_normalization(n: int, eps: float) -> list[Stmt]:
 def _describe(act: Activation) -> str:
     params = [f"{k}={getattr(act, k)!r}" for k in ("alpha", "beta") if getattr(act, k) is not None]
     return f"{act.name}({', '.join(params)})" if params else act.name
-
-
-# -- the block form: BLOCK rows per pass ------------------------------------------------------
-
-
-def split_tail(
-    program: Program, layouts: tuple[str, ...], normalized: bool
-) -> tuple[Program, tuple[Stmt, ...], str]:
-    """Move the trailing unrolled layers into a function of their input vector.
-
-    A Numba program has two kernels (one row; a block of rows); both call the tail, so each
-    unrolled literal is written once. Returns (the program calling the tail, the tail's body, the
-    name of its input vector, which is also its parameter); an empty tail when the last layer
-    is a table.
-    """
-    if not layouts or layouts[-1] != "unrolled":
-        return program, (), ""
-    first = len(layouts)
-    while first > 1 and layouts[first - 2] == "unrolled":
-        first -= 1
-    marker = f"layer {first}: "
-    start = next(
-        k
-        for k, stmt in enumerate(program.body)
-        if isinstance(stmt, Comment) and stmt.text.startswith(marker)
-    )
-    vector = f"l{first - 1}_h" if first > 1 else ("xn" if normalized else "x")
-    tail = program.body[start:]
-    if program.returns_scalar:
-        call: Stmt = Return(Call("tail", (Load(vector, ()),)))
-    else:
-        call = Do(Call("tail", (Load(vector, ()), Load("out", ()))))
-    head = replace(program, body=(*program.body[:start], Comment("the unrolled layers"), call))
-    return head, tail, vector
-
-
-def block_program(
-    program: Program, block: int = BLOCK
-) -> tuple[tuple[Stmt, ...], tuple[Stmt, ...]]:
-    """`program` for `block` rows at once: (its scratch allocations, one pass's statements).
-
-    A pass reads rows `r`, `r + 1`, ..., `r + block - 1` of the 2-D input `x` and writes
-    `out[r + b]` (or `out[r + b, k]`). Row-wise statements run in a loop over `b`, each
-    vector gaining a leading row index; a table layer's input-major loop loads each weight once
-    for all the rows. Every row keeps the single-row summation order, so the form is exact.
-    """
-    tables = {t.name for t in program.tables}
-    allocs: list[Stmt] = []
-    body: list[Stmt] = []
-    group: list[Stmt] = []
-
-    def flush() -> None:
-        if group:
-            body.append(For("b", 0, block, tuple(group)))
-            group.clear()
-
-    for stmt in program.body:
-        if isinstance(stmt, Alloc):
-            allocs.append(Alloc(stmt.name, stmt.size, rows=block))
-        elif isinstance(stmt, Comment):
-            # inside an open row loop: a scalar may live on past the comment
-            (group if group else body).append(stmt)
-        elif isinstance(stmt, For) and stmt.var == "i" and isinstance(stmt.body[-1], For):
-            flush()
-            body.append(_input_major_block(stmt, block))
-        else:
-            group.append(_rowwise(stmt, tables))
-    flush()
-    return tuple(allocs), tuple(body)
-
-
-def _row(array: str, row: int | str) -> str:
-    """The row index of `array` in the block form: the input `x` and the output `out` are
-    indexed at rows r + b."""
-    if array not in ("x", "out"):
-        return str(row)
-    return "r" if row == 0 else f"r + {row}"
-
-
-def _rowwise(stmt: Stmt, tables: set[str]) -> Stmt:
-    """`stmt` for row `b` of the block: vectors gain the row index, `return v` writes out."""
-
-    def ex(e: Expr) -> Expr:
-        if isinstance(e, Load):
-            return e if e.array in tables else Load(e.array, (_row(e.array, "b"), *e.index))
-        if isinstance(e, BinOp):
-            return BinOp(e.op, ex(e.left), ex(e.right))
-        if isinstance(e, Compare):
-            return Compare(e.op, ex(e.left), ex(e.right))
-        if isinstance(e, Neg):
-            return Neg(ex(e.operand))
-        if isinstance(e, Sum):
-            return Sum(tuple(ex(t) for t in e.terms))
-        if isinstance(e, Call):
-            return Call(e.func, tuple(ex(a) for a in e.args))
-        return e
-
-    def st(s: Stmt) -> Stmt:
-        if isinstance(s, Assign):
-            target = s.target
-            if isinstance(target, Load) and target.array == "out":
-                target = Load("out", ("r + b", *target.index))
-            elif isinstance(target, Load):
-                target = Load(target.array, ("b", *target.index))
-            return Assign(target, ex(s.value))
-        if isinstance(s, If):
-            test = ex(s.test)
-            assert isinstance(test, Compare)
-            return If(test, tuple(st(t) for t in s.body), tuple(st(t) for t in s.orelse))
-        if isinstance(s, For):
-            return For(s.var, s.start, s.stop, tuple(st(t) for t in s.body), s.step)
-        if isinstance(s, Return):
-            return Assign(Load("out", ("r + b",)), ex(s.value))
-        if isinstance(s, Comment):
-            return s
-        if isinstance(s, Do):
-            call = ex(s.call)
-            assert isinstance(call, Call)
-            return Do(call)
-        raise TypeError(f"no block form for statement {type(s).__name__}")
-
-    return st(stmt)
-
-
-def _input_major_block(loop: For, block: int) -> For:
-    """The input-major loop of `_input_major` for `block` rows: per neuron, each of the pass's
-    weights is loaded once into `w0`, `w1`, ... and used for every row."""
-    *loads, inner = loop.body
-    assert isinstance(inner, For) and len(inner.body) == 1
-    update = inner.body[0]
-    assert isinstance(update, Assign) and isinstance(update.value, Sum)
-    assert isinstance(update.target, Load)
-    s = update.target.array
-    _, *terms = update.value.terms
-    inputs: list[Load] = []
-    for load in loads:
-        assert isinstance(load, Assign) and isinstance(load.value, Load)
-        inputs.append(load.value)
-    head: list[Stmt] = []
-    for b in range(block):
-        head.extend(
-            Assign(Var(f"x{b}_{k}"), Load(v.array, (_row(v.array, b), *v.index)))
-            for k, v in enumerate(inputs)
-        )
-    weights: list[Stmt] = []
-    for k, term in enumerate(terms):
-        assert isinstance(term, BinOp) and isinstance(term.left, Load)
-        weights.append(Assign(Var(f"w{k}"), term.left))
-    sums: list[Stmt] = []
-    for b in range(block):
-        acc = Load(s, (b, "j"))
-        products = (BinOp("*", Var(f"w{k}"), Var(f"x{b}_{k}")) for k in range(len(terms)))
-        sums.append(Assign(acc, Sum((acc, *products))))
-    body = (*head, For("j", inner.start, inner.stop, (*weights, *sums), inner.step))
-    return For(loop.var, loop.start, loop.stop, body, loop.step)
-
-
-# -- the staged form: a scan stops scoring a block once no row can pass -----------------------
-
-
-@dataclass(frozen=True)
-class Stages:
-    """How a scan scores the first layer in stages (see `staged_block`).
-
-    `order` lists the first layer's units as its table's columns hold them: those of positive
-    output weight first (in model order), then the others, strongest first (|output weight| times
-    the sum of |input weights|: the likeliest to pull a score down). The first stage scores
-    columns 0 to `bound_from` (every positive unit), each later one `step` more.
-    """
-
-    order: tuple[int, ...]
-    bound_from: int
-    step: int
-
-
-def scan_stages(net: Network, layouts: tuple[str, ...]) -> Stages | None:
-    """Stages for a network whose score part of its first layer can bound, else None.
-
-    That takes a ReLU first layer (its outputs are >= 0) written as a table, then one unrolled
-    output that is identity or ReLU. The score is then non-decreasing in each hidden unit of
-    positive output weight and non-increasing in the others, and so is its float computation
-    (rounding is monotone): the score computed with the units not scored yet at 0 is an upper
-    bound of the final score, bit for bit, and once it is at most the threshold it stays there.
-    Every stage has a length fixed in the source (a loop of 8 iterations known only at run time
-    ran the face scan 1.3x slower than no stages at all): the first ends at `bound_from`, the
-    others are `step` long, so the first covers the positive units and a few others if needed.
-    """
-    if len(net.layers) != 2 or tuple(layouts) != ("table", "unrolled"):
-        return None
-    hidden, output = net.layers
-    if (
-        hidden.activation.name != "relu"
-        or output.n_outputs != 1
-        or output.activation.name not in ("identity", "relu")
-    ):
-        return None
-    v = output.weights[:, 0].tolist()
-    positive = [j for j, w in enumerate(v) if w > 0.0]
-    # wide layers take longer steps: each stage reloads the rows' inputs, and each check costs
-    # a score per row (8 units a step measured 1.3x slower batches for 625-128-1 in float32)
-    step = max(STAGE_UNITS, len(v) // (8 * STAGE_UNITS) * STAGE_UNITS)
-    later = (len(v) - len(positive)) // step * step
-    if not later:  # no stage after the positive units: nothing to stop early for
-        return None
-    # math.fsum: the same strengths, hence the same file, on every machine
-    strength = [abs(w) * math.fsum(abs(hidden.weights[:, j])) for j, w in enumerate(v)]
-    others = sorted((j for j, w in enumerate(v) if not w > 0.0), key=lambda j: -strength[j])
-    return Stages(tuple(positive + others), len(v) - later, step)
-
-
-def staged_block(
-    body: tuple[Stmt, ...],
-) -> tuple[tuple[Stmt, ...], Callable[[int | str, int | str], tuple[Stmt, ...]], Stmt]:
-    """The block form of a `scan_stages` network cut for a staged kernel.
-
-    Returns (the statements before the first layer's input-major loops; a function giving the
-    statements that add the first layer's columns `start` to `stop` and apply the ReLU to them;
-    the statement that computes row `b`'s score from the first layer's outputs). The template
-    runs the stages and checks the bound after each one.
-    """
-    first = next(k for k, s in enumerate(body) if isinstance(s, For) and s.var == "i")
-    loops = [s for s in body[first:-1] if isinstance(s, For) and s.var == "i"]
-    last = body[-1]
-    assert len(loops) == len(body) - 1 - first and isinstance(last, For) and last.var == "b"
-    relu, *_, score = last.body
-    assert isinstance(relu, For) and relu.var == "j" and isinstance(score, Assign)
-
-    def columns(start: int | str, stop: int | str) -> tuple[Stmt, ...]:
-        stage: list[Stmt] = []
-        for loop in loops:
-            *head, inner = loop.body
-            assert isinstance(inner, For) and inner.var == "j"
-            stage.append(replace(loop, body=(*head, replace(inner, start=start, stop=stop))))
-        stage.append(replace(last, body=(replace(relu, start=start, stop=stop),)))
-        return tuple(stage)
-
-    return body[:first], columns, score

@@ -27,6 +27,7 @@ from templater.program import (
     expressions,
     walk,
 )
+from templater.transform import Transformer
 
 DEFAULT_PASSES = ("prune_zero_terms", "remove_dead_code")
 
@@ -40,7 +41,7 @@ def run_passes(program: Program, names: tuple = DEFAULT_PASSES) -> Program:
 
 
 def prune_zero_terms(program: Program) -> Program:
-    return replace(program, body=tuple(_prune_stmt(s) for s in program.body))
+    return replace(program, body=_PruneZeroTerms().statements(program.body))
 
 
 def _is_zero_term(term: Expr) -> bool:
@@ -52,18 +53,14 @@ def _is_zero_term(term: Expr) -> bool:
     )
 
 
-def _prune_stmt(stmt: Stmt) -> Stmt:
-    if isinstance(stmt, Assign) and isinstance(stmt.value, Sum):
+class _PruneZeroTerms(Transformer):
+    """Every sum, inside branches and loops too, without its `0.0 * v` terms."""
+
+    def visit_Assign(self, stmt: Assign) -> Assign:
+        if not isinstance(stmt.value, Sum):
+            return stmt
         first, *rest = stmt.value.terms  # the bias (or running sum) stays, even when zero
-        kept = (first, *(t for t in rest if not _is_zero_term(t)))
-        return replace(stmt, value=Sum(kept))
-    if isinstance(stmt, If):
-        return replace(
-            stmt,
-            body=tuple(_prune_stmt(s) for s in stmt.body),
-            orelse=tuple(_prune_stmt(s) for s in stmt.orelse),
-        )
-    return stmt
+        return replace(stmt, value=Sum((first, *(t for t in rest if not _is_zero_term(t)))))
 
 
 def remove_dead_code(program: Program) -> Program:

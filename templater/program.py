@@ -73,6 +73,7 @@ Expr = Const | Var | Load | BinOp | Neg | Sum | Call | Compare
 @dataclass(frozen=True)
 class Comment:
     text: str  # made from structure (layer numbers, sizes), never from model-file text
+    opens: int = 0  # the number of the layer whose statements follow (0: none)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ class For:
     stop: int | str
     body: tuple[Stmt, ...]
     step: int = 1
+    role: str = ""  # what a program form looks for: INPUT_MAJOR, ROWS, ACTIVATE or ""
+
+
+# Loop roles (For.role): a table layer's input-major pass, a block's loop over its rows, and a
+# table layer's activation loop.
+INPUT_MAJOR = "input-major"
+ROWS = "rows"
+ACTIVATE = "activate"
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,44 @@ class Table:
 
 
 @dataclass(frozen=True)
+class LayerInfo:
+    """One step of the network as a program computes it, read back by diff and verify.
+
+    The emitter writes each as one dict of literals in the program's LAYERS constant, so a reader
+    needs no comment and no naming convention: the names of the tables, vectors and variables
+    that hold a layer's weights and values are listed here. `kind` is "normalize" (the window
+    normalisation: `eps`, writes `output`) or "dense"; other kinds add their own fields (a
+    convolution: channels, kernel, stride, padding) without changing these.
+    """
+
+    kind: str
+    layer: int = 0  # 1, 2, ... for layers; 0 for the normalisation
+    n_inputs: int = 0
+    n_outputs: int = 0
+    activation: str = ""
+    params: tuple[tuple[str, float], ...] = ()  # the activation's alpha/beta
+    layout: str = ""  # unrolled or table
+    reads: str | tuple[str, ...] = ""  # an input vector, or the previous layer's variables
+    output: str | tuple[str, ...] = ""  # the vector or variables holding the outputs
+    weights: str = ""  # table layout: the weights table (n_inputs, n_outputs) ...
+    bias: str = ""  # ... and the bias table
+    columns: tuple[int, ...] = ()  # table layout: unit held by each column, if reordered
+    sums: tuple[str, ...] = ()  # unrolled layout: each unit's sum variable
+    function: str = ""  # unrolled layout: the function whose statements compute the sums
+    eps: float | None = None  # normalize: the epsilon added to the standard deviation
+
+    def literal(self) -> dict[str, object]:
+        """The record as a dict of literals, without the fields this kind leaves empty."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            empty = value is None or (isinstance(value, (str, tuple)) and not value)
+            if not empty and not (isinstance(value, int) and value == 0):
+                out[name] = dict(value) if name == "params" else value
+        return out
+
+
+@dataclass(frozen=True)
 class Program:
     """Tables plus one kernel: `kernel(x)` returning the score, or `kernel(x, out)` filling out."""
 
@@ -145,6 +192,7 @@ class Program:
     n_inputs: int
     n_outputs: int
     uses: tuple[str, ...] = field(default=())  # math functions the body calls, sorted
+    layers: tuple[LayerInfo, ...] = field(default=())  # what the body computes, as data
 
     @property
     def returns_scalar(self) -> bool:

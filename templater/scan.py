@@ -57,12 +57,9 @@ import numpy as np
 
 from templater.errors import UsageError
 from templater.network import Network
+from templater.scan_defaults import DEFAULT_OVERLAP, DEFAULT_SCALES, DEFAULT_STRIDE
 
 WINDOW = 25
-# Scale steps of ~0.8 from 1 down to 0.2: faces of 25 to 125 pixels.
-DEFAULT_SCALES = (1.0, 0.8, 0.64, 0.5, 0.4, 0.32, 0.25, 0.2)
-DEFAULT_STRIDE = 2
-DEFAULT_OVERLAP = 0.3
 # Windows scored per call to net.forward: bounds memory (4096 * 625 * 8 bytes = 20 MB).
 CHUNK = 4096
 

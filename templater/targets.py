@@ -1,4 +1,9 @@
-"""Targets: Python and Numba as records of strings, read by one emitter and one set of templates."""
+"""Targets: Python and Numba as records, read by one emitter, the compiler and the templates.
+
+Everything that differs between targets is a field here (the file's title and imports, how a
+table or a scratch array is written, which kernels the file has): the compiler never branches on
+a target's name, and a new target is a new record plus its template.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,15 @@ class Target:
     # `auto` unrolls layers while their multiply-adds fit in this budget. Numba pays ~4 ms of
     # compile time per unrolled multiply-add (ARCHITECTURE.md), CPython about 10 us.
     unroll_budget: int
+    title: str = ""  # "the 625-16-1 network as {title}"
+    note: str = ""  # what the file needs and how to call it, in its docstring
+    imports: str = ""  # the import block ("" for none)
+    # The kernels a target writes besides `_kernel`: a tail function both kernels share (the
+    # trailing unrolled layers), a block kernel scoring BLOCK rows per pass, and a staged scan
+    # kernel for find_faces (forms.scan_stages decides whether a network allows it).
+    shared_tail: bool = False
+    block_kernel: bool = False
+    staged_scan: bool = False
     dtype: str = "float64"  # the float type of every literal, table and operation
     const: str = "{value}"  # a scalar literal in the body (typed, where the target needs it)
 
@@ -37,6 +51,8 @@ PYTHON = Target(
     table_open="",
     table_close="",
     unroll_budget=250_000,
+    title="pure Python",
+    note="Pure Python with no imports: copy this one file anywhere and call score(x).",
 )
 
 NUMBA = Target(
@@ -54,6 +70,18 @@ NUMBA = Target(
     table_open="np.array(",
     table_close=")",
     unroll_budget=512,
+    title="a Numba program",
+    note=(
+        "Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions\n"
+        "on first use (all cached on disk)."
+    ),
+    imports=(
+        "import math\nimport os\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+        "import numpy as np\nfrom numba import njit"
+    ),
+    shared_tail=True,
+    block_kernel=True,
+    staged_scan=True,
 )
 
 # float32: tables and scratch arrays are float32, and each scalar literal is a float32 call, since
@@ -65,9 +93,17 @@ NUMBA32 = replace(
     table_close=", dtype=np.float32)",
     dtype="float32",
     const="np.float32({value})",
+    title=NUMBA.title + " in float32",
+    note=(
+        NUMBA.note
+        + "\nfloat32: every weight, bias, threshold and parameter below is the float32 nearest to"
+        "\nthe trained value, and all arithmetic is float32 (inputs are converted to float32)."
+    ),
 )
 
 TARGETS = {t.name: t for t in (PYTHON, NUMBA)}
+# The float32 variant of each target that has one.
+FLOAT32 = {NUMBA.name: NUMBA32}
 
 
 def get_target(name: str, dtype: str = "float64") -> Target:
@@ -79,9 +115,9 @@ def get_target(name: str, dtype: str = "float64") -> Target:
         return target
     if dtype != "float32":
         raise UsageError(f"unknown dtype {dtype!r}; choose float64 or float32")
-    if name != "numba":
+    if name not in FLOAT32:
         raise UsageError(
             f"the {name} target has no float32 (Python floats are float64); "
-            "use --target numba for --dtype float32"
+            f"use --target {' or '.join(FLOAT32)} for --dtype float32"
         )
-    return NUMBA32
+    return FLOAT32[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-# -- training (issue 3) --------------------------------------------------------------------------
+# -- training --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def default_training():
     """One real training run with the default configuration, shared by every test that needs it."""
@@ -18,7 +18,7 @@ def default_training():
     return result, time.perf_counter() - start
 
 
-# -- compiling programs (issue 2) ----------------------------------------------------------------
+# -- compiling programs ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def program_dir(tmp_path_factory):
     """One folder for compiled programs; numba's cache lands beside them."""
@@ -44,7 +44,7 @@ def build_program(program_dir):
     return build
 
 
-# -- finding faces (issue 4) ---------------------------------------------------------------------
+# -- finding faces ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def scan_net():
     """A random 625-8-1 face-shaped network (window normalisation, 25x25): cheap to compile."""

@@ -6,12 +6,14 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 
 import templater
 from templater.importers.onnx_backend import run_rows
 from templater.network import Network
 
-TARGETS = ("python", "numba")
+# Each numba program is a compile of a few seconds: those cases belong to the full run.
+TARGETS = ("python", pytest.param("numba", marks=pytest.mark.slow))
 
 
 def load_program(net: Network, target: str, folder: Path, stem: str = "program") -> ModuleType:

@@ -28,6 +28,7 @@ def quick_run(tmp_path_factory):
     return result.output, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_table_has_every_section(quick_run):
     output, _ = quick_run
     for section in ("compile", "single", "in-loop", "batch"):
@@ -37,6 +38,7 @@ def test_table_has_every_section(quick_run):
         assert baseline in output
 
 
+@pytest.mark.slow
 def test_json_figures_are_positive_and_finite(quick_run):
     _, data = quick_run
     assert data["config"]["archs"] == [TINY] and data["config"]["quick"] is True
@@ -73,6 +75,7 @@ def test_bad_architectures_are_refused(arch):
         bench.parse_arch(arch)
 
 
+@pytest.mark.slow
 def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, scan_net):
     import numpy as np
 
@@ -88,7 +91,7 @@ def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, 
     assert baseline.shape == reference.shape and len(reference) > 0
     np.testing.assert_allclose(baseline, reference, rtol=1e-9, atol=1e-9)
     rows = []
-    bench._scan_rows(
+    bench.scan_rows(
         lambda *a, **k: rows.append((a, k)), scan_net, build_program(scan_net, "numba"), image, 3
     )
     baselines = [a[4] for a, _ in rows]
@@ -97,7 +100,7 @@ def test_scan_rows_measure_against_true_im2col_and_fft_baselines(build_program, 
     assert "same boxes as the reference: True" in rows[0][1]["note"]
 
 
-def test_targets_judge_this_runs_rows_for_both_float_types():
+def test_criteria_judge_this_runs_rows_for_both_float_types():
     rows = [
         bench.Row("625-32-1", "compile", "numba cold compile (fresh process)", 1.3, "s"),
         bench.Row("625-32-1 float32", "compile", "numba cold compile (fresh process)", 3.5, "s"),
@@ -128,7 +131,7 @@ def test_targets_judge_this_runs_rows_for_both_float_types():
             "625-128-1", "in-loop", "multiply-add rate", 9.5, "GMAC/s", "plain numba loop", 1.1, 8.6
         )
     )
-    text = bench.targets(bench.Results(config={}, machine={}, rows=rows))
+    text = bench.criteria(bench.Results(config={}, machine={}, rows=rows))
     assert "| in-loop >= 10 GMAC/s | 625-128-1 | 9.5 GMAC/s | **no** |" in text
     assert "| cold compile <= 3 s | 625-32-1 | 1.3 s | yes |" in text
     assert "| cold compile <= 3 s | 625-32-1 float32 | 3.5 s | **no** |" in text

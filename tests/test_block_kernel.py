@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from templater.compiler import program_of
-from templater.lower import BLOCK, block_program
+from templater.forms import BLOCK, block_program
 from templater.network import Dense, Head, Network
 from templater.program import Alloc, For, walk
 
@@ -61,6 +61,7 @@ def test_batch_is_the_reference_bit_for_bit_at_any_row_count(scan_net, build_pro
     assert np.array_equal(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", ROW_COUNTS)
 def test_multi_output_batch_with_mixed_layouts_is_exact(mixed_net, mixed_program, n):
     program = mixed_program

@@ -24,6 +24,7 @@ def demo_run(tmp_path_factory):
     return json.loads(result.stdout), out
 
 
+@pytest.mark.slow
 def test_demo_uses_the_committed_program_and_writes_the_picture(demo_run, committed_face):
     data, out = demo_run
     _, program = committed_face
@@ -54,7 +55,8 @@ def test_match_counts_one_hit_and_the_rest_as_false_positives():
     assert match(np.zeros((0, 4)), face) == (0.0, 0)
 
 
-# The quality targets of issue 4, on the committed model (`templater train --final`, seed 0).
+# The quality targets, on the committed model (`templater train --final`, seed 0).
+@pytest.mark.slow
 def test_the_astronaut_face_is_found_with_at_most_one_false_positive(demo_run):
     data, _ = demo_run
     assert data["best_iou"] >= MATCH_IOU and data["false_positives"] <= 1
@@ -62,6 +64,7 @@ def test_the_astronaut_face_is_found_with_at_most_one_false_positive(demo_run):
 
 # One box on `coffee` (0.24 MP) would already make 1.95 per megapixel over the two held-out
 # photos, so this asks for none.
+@pytest.mark.slow
 def test_held_out_face_free_photos_have_at_most_one_false_positive_per_megapixel(demo_run):
     data, _ = demo_run
     assert data["held_out"] and data["held_out_fp_per_megapixel"] <= 1.0

@@ -43,6 +43,7 @@ def test_reading_converts_colour_to_documented_gray(files):
     assert np.array_equal(read_image(folder / "rgba.png")[0], img)  # opaque alpha: same photo
 
 
+@pytest.mark.slow
 def test_detect_prints_json_and_draws_the_boxes_of_the_program(files):
     folder, program = files
     out = folder / "boxes.png"

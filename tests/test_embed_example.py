@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from templater.data.faces import photo
@@ -22,6 +23,7 @@ RUNNER = (
 )
 
 
+@pytest.mark.slow
 def test_example_finds_the_faces_from_a_copied_program_alone(tmp_path, committed_face):
     _, program = committed_face
     shutil.copy(default_root() / "face" / "face_numba.py", tmp_path / "face_numba.py")

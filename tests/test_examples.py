@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import templater
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 def test_digits_example_compiles_a_classifier_that_matches_scikit_learn(tmp_path):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "digits.py"), "--out", str(tmp_path)],

@@ -21,6 +21,7 @@ def numba_program(build_program, scan_net):
     return build_program(scan_net, "numba")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [

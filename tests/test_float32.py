@@ -116,6 +116,7 @@ def test_reference_rounds_once_and_stays_float32(piecewise_net):
         piecewise_net.forward(x, dtype=np.int32)
 
 
+@pytest.mark.slow
 def test_face_program_is_the_float32_reference_bit_for_bit(face):
     net, program = face
     x = np.random.default_rng(2).random((203, 625))
@@ -131,6 +132,7 @@ def test_face_program_is_the_float32_reference_bit_for_bit(face):
     assert [program.decide(row) for row in x[:50]] == list(net.decide(x[:50], dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_face_decisions_agree_with_float64_except_near_the_threshold(face):
     net, program = face
     rng = np.random.default_rng(3)
@@ -145,6 +147,7 @@ def test_face_decisions_agree_with_float64_except_near_the_threshold(face):
     assert np.array_equal((s32 > float(np.float32(thr)))[far], (s64 > thr)[far])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [None, 0.1, -2.0])
 def test_find_faces_is_the_float32_reference_scan(face, threshold):
     from skimage import color, data
@@ -163,6 +166,7 @@ def test_float32_reference_scan_needs_exact(scan_net):
         scan.scan(scan_net, np.zeros((30, 30)), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_several_layers_every_piecewise_activation_bit_for_bit(piecewise_net, build32):
     program = build32(piecewise_net, ("table", "unrolled", "table", "unrolled"))
     x = np.random.default_rng(4).normal(0, 1, (37, 36))
@@ -174,6 +178,7 @@ def test_several_layers_every_piecewise_activation_bit_for_bit(piecewise_net, bu
     assert [program.predict(row) for row in x] == list(piecewise_net.predict(x, dtype="float32"))
 
 
+@pytest.mark.slow
 def test_exp_and_tanh_within_the_stated_tolerance(build32):
     rng = np.random.default_rng(5)
     net = Network(
@@ -193,6 +198,7 @@ def test_exp_and_tanh_within_the_stated_tolerance(build32):
     np.testing.assert_allclose(got, ref, rtol=TRANSCENDENTAL_RTOL, atol=TRANSCENDENTAL_ATOL)
 
 
+@pytest.mark.slow
 def test_verify_judges_a_float32_program_against_the_float32_reference(face, tmp_path):
     net, module = face
     report = verify.verify(net, module.__file__, data="random", count=200)

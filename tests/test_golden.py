@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import templater
@@ -28,6 +29,7 @@ def test_generated_programs_are_up_to_date():
         assert (GENERATED / entry.output).is_file() and (GENERATED / entry.model).is_file()
 
 
+@pytest.mark.slow
 def test_rendering_is_identical_across_hash_seeds():
     script = (
         "import sys, templater; "

@@ -14,7 +14,8 @@ from templater.errors import TemplaterError
 from templater.importers.onnx_backend import TemplaterBackend
 
 CASES = json.loads((Path(__file__).parent / "onnx_cases.json").read_text())
-TARGETS = ("python", "numba")
+# Each numba program is a compile of a few seconds: those cases belong to the full run.
+TARGETS = ("python", pytest.param("numba", marks=pytest.mark.slow))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Staged scans: a face scanner's kernel stops scoring a block of windows once their scores,
-bounded from the units scored so far, cannot pass the threshold (templater.lower.scan_stages).
+bounded from the units scored so far, cannot pass the threshold (templater.forms.scan_stages).
 
 Rows scoring above the threshold must get their exact score and every other row a value at most
 the threshold, at every threshold, bit for bit, in float64 and float32. One 625-32-1 network,
@@ -16,7 +16,7 @@ import pytest
 from templater import compile as compile_network
 from templater import import_program
 from templater.data.faces import photo
-from templater.lower import STAGE_UNITS, scan_stages
+from templater.forms import STAGE_UNITS, scan_stages
 from templater.network import Dense, Head, Network, Normalization
 from templater.scan import scan, windows
 
@@ -96,6 +96,7 @@ def test_networks_a_bound_cannot_serve_are_not_staged(net, layouts):
     assert scan_stages(net, layouts) is None
 
 
+@pytest.mark.slow
 def test_staged_program_names_its_column_order(staged, staged_net):
     _, program = staged
     stages = scan_stages(staged_net, ("table", "unrolled"))
@@ -105,6 +106,7 @@ def test_staged_program_names_its_column_order(staged, staged_net):
     assert np.array_equal(program.L1_W, w.astype(program.L1_W.dtype))
 
 
+@pytest.mark.slow
 def test_rows_above_the_threshold_are_exact_and_the_rest_at_most_it(staged, staged_net, rows):
     dtype, program = staged
     x = rows.astype(dtype)
@@ -130,6 +132,7 @@ def test_rows_above_the_threshold_are_exact_and_the_rest_at_most_it(staged, stag
     assert stopped > len(x)  # blocks did stop early: their rows hold bounds, not scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [None, -0.5, 1.5])
 def test_staged_find_faces_is_the_reference_scan(staged, staged_net, threshold):
     dtype, program = staged

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import templater
 
@@ -51,6 +52,7 @@ def test_python_program_runs_with_neither_templater_nor_numpy(tmp_path):
     np.testing.assert_allclose(got, net.forward(x), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_numba_program_runs_without_templater(tmp_path):
     shutil.copy(GENERATED / "digits" / "digits_numba.py", tmp_path)
     net = templater.load(GENERATED / "digits" / "model.npz")
@@ -69,6 +71,7 @@ def test_numba_program_runs_without_templater(tmp_path):
     assert predicted == list(net.predict(x))
 
 
+@pytest.mark.slow
 def test_numba_cache_serves_templater_and_a_plain_import_alike(tmp_path):
     # numba's on-disk cache records the module name a function was compiled under and imports
     # it when loading; templater.import_program must use the name a user's import gives, or

@@ -35,6 +35,7 @@ TINY = TrainConfig(
 )
 
 
+@pytest.mark.slow
 def test_default_model_is_accurate_fast_and_well_formed(default_training) -> None:
     result, _ = default_training  # its time is measured in the README, never asserted
     assert result.metrics["test"]["accuracy"] >= 0.93
@@ -49,6 +50,7 @@ def test_default_model_is_accurate_fast_and_well_formed(default_training) -> Non
     json.dumps(net.metadata, allow_nan=False)
 
 
+@pytest.mark.slow
 def test_outputs_are_written_and_the_model_round_trips(default_training, tmp_path: Path) -> None:
     result, _ = default_training
     paths = write_outputs(result, tmp_path / "face.npz")
@@ -64,6 +66,7 @@ def test_outputs_are_written_and_the_model_round_trips(default_training, tmp_pat
     assert load(paths["model"]).digest() == result.network.digest()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_a_byte_identical_model() -> None:
     a = to_bytes(train(TINY).network)
     b = to_bytes(train(TINY).network)
@@ -71,6 +74,7 @@ def test_same_seed_gives_a_byte_identical_model() -> None:
     assert a == b and a != c
 
 
+@pytest.mark.slow
 def test_an_ensemble_is_one_wider_network_whose_first_member_is_the_single_one() -> None:
     # Without bootstrapping the members never see each other: member 0 is the single network.
     config = TrainConfig(**{**TINY.__dict__, "bootstrap": 0})
@@ -82,11 +86,13 @@ def test_an_ensemble_is_one_wider_network_whose_first_member_is_the_single_one()
     assert not np.array_equal(pair.layers[0].weights[:, 16:], single.layers[0].weights)
 
 
+@pytest.mark.slow
 def test_an_ensemble_with_bootstrapping_is_deterministic() -> None:
     config = TrainConfig(**{**TINY.__dict__, "ensemble": 2})
     assert to_bytes(train(config).network) == to_bytes(train(config).network)
 
 
+@pytest.mark.slow
 def test_a_mirrored_detector_is_the_plain_one_averaged_with_its_mirror_image() -> None:
     plain = train(TINY)
     result = train(TrainConfig(**{**TINY.__dict__, "mirror": True}))
@@ -117,6 +123,7 @@ def test_the_unseen_rule_leaves_one_box_fewer_on_the_validation_photos() -> None
     assert boxes == {"validation": 3, "unseen": 2}
 
 
+@pytest.mark.slow
 def test_the_faces_rule_lets_the_stated_share_of_validation_faces_through() -> None:
     scores = np.array([3.0, 9.0, 1.0, 7.0, 5.0])
     assert face_threshold(scores, 0.4) == 6.0  # 2 of 5 above: halfway between 7 and 5
@@ -134,6 +141,7 @@ def test_the_faces_rule_lets_the_stated_share_of_validation_faces_through() -> N
     assert "0.25 of the validation faces" in result.metrics["threshold_rule"]
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_mean_and_spread() -> None:
     config = TrainConfig(
         epochs=1, bootstrap=0, photo_windows=20, augment_copies=1, ensemble=1,
@@ -164,6 +172,7 @@ def test_cross_validation_reports_mean_and_spread() -> None:
         assert low["boxes_per_megapixel"] <= high["boxes_per_megapixel"]
 
 
+@pytest.mark.slow
 def test_the_sweep_counts_the_boxes_a_scan_at_its_threshold_finds() -> None:
     # The sweep counts boxes above each threshold from one scan at the lowest; greedy NMS
     # makes that the same as scanning at each threshold.
@@ -236,6 +245,7 @@ def test_cli_unwritable_output_is_refused_before_training(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "arch"), [([], "625-16-1"), (["--mirror"], "625-32-1")])
 def test_cli_trains_and_writes_four_files(tmp_path: Path, flags: list[str], arch: str) -> None:
     out = tmp_path / "m.npz"
@@ -251,6 +261,7 @@ def test_cli_trains_and_writes_four_files(tmp_path: Path, flags: list[str], arch
     assert load(out).architecture == arch
 
 
+@pytest.mark.slow
 def test_compare_example_shows_sgd_ahead(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

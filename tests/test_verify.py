@@ -1,4 +1,4 @@
-"""verify: programs against the numpy reference, the tolerance, bad data (issue 6)."""
+"""verify: programs against the numpy reference, the tolerance, bad data."""
 
 from __future__ import annotations
 
@@ -98,6 +98,7 @@ def test_near_threshold_inputs_are_listed_not_failed():
     assert [f.index for f in findings] == [3]
 
 
+@pytest.mark.slow
 def test_numba_programs_exact_and_within_tolerance(tmp_path_factory):
     """Two numba compiles (table layout, under a second each): exact for ReLU with window
     normalisation, within the stated tolerance for tanh + softmax."""

@@ -24,6 +24,35 @@ NORMALIZATION = 'none'
 DTYPE = 'float64'
 LABELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 
+# The layers as data: what each computes and which tables or variables hold its weights (read
+# by templater diff and verify with ast.literal_eval; the code below is what runs).
+LAYERS = (
+    {
+        'kind': 'dense',
+        'layer': 1,
+        'n_inputs': 64,
+        'n_outputs': 16,
+        'activation': 'relu',
+        'layout': 'table',
+        'reads': 'x',
+        'output': 'l1_h',
+        'weights': 'L1_W',
+        'bias': 'L1_B',
+    },
+    {
+        'kind': 'dense',
+        'layer': 2,
+        'n_inputs': 16,
+        'n_outputs': 10,
+        'activation': 'softmax',
+        'layout': 'unrolled',
+        'reads': 'l1_h',
+        'output': ('l2_p0', 'l2_p1', 'l2_p2', 'l2_p3', 'l2_p4', 'l2_p5', 'l2_p6', 'l2_p7', 'l2_p8', 'l2_p9'),
+        'sums': ('l2_h0', 'l2_h1', 'l2_h2', 'l2_h3', 'l2_h4', 'l2_h5', 'l2_h6', 'l2_h7', 'l2_h8', 'l2_h9'),
+        'function': '_tail',
+    },
+)
+
 # layer 1 weights: row i holds w[i, 0..15]
 L1_W = np.array((
     (2.8292816403275513e-44, -1.427125820842051e-27, 1.548119798949183e-39, -1.6479972838510485e-44, 6.5709924462824e-42, 2.930799317815539e-35, 1.1829967775830941e-43, 2.4213457952610958e-14,

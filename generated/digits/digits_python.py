@@ -16,6 +16,35 @@ NORMALIZATION = 'none'
 DTYPE = 'float64'
 LABELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 
+# The layers as data: what each computes and which tables or variables hold its weights (read
+# by templater diff and verify with ast.literal_eval; the code below is what runs).
+LAYERS = (
+    {
+        'kind': 'dense',
+        'layer': 1,
+        'n_inputs': 64,
+        'n_outputs': 16,
+        'activation': 'relu',
+        'layout': 'unrolled',
+        'reads': 'x',
+        'output': ('l1_h00', 'l1_h01', 'l1_h02', 'l1_h03', 'l1_h04', 'l1_h05', 'l1_h06', 'l1_h07', 'l1_h08', 'l1_h09', 'l1_h10', 'l1_h11', 'l1_h12', 'l1_h13', 'l1_h14', 'l1_h15'),
+        'sums': ('l1_s00', 'l1_s01', 'l1_s02', 'l1_s03', 'l1_s04', 'l1_s05', 'l1_s06', 'l1_s07', 'l1_s08', 'l1_s09', 'l1_s10', 'l1_s11', 'l1_s12', 'l1_s13', 'l1_s14', 'l1_s15'),
+        'function': '_kernel',
+    },
+    {
+        'kind': 'dense',
+        'layer': 2,
+        'n_inputs': 16,
+        'n_outputs': 10,
+        'activation': 'softmax',
+        'layout': 'unrolled',
+        'reads': ('l1_h00', 'l1_h01', 'l1_h02', 'l1_h03', 'l1_h04', 'l1_h05', 'l1_h06', 'l1_h07', 'l1_h08', 'l1_h09', 'l1_h10', 'l1_h11', 'l1_h12', 'l1_h13', 'l1_h14', 'l1_h15'),
+        'output': ('l2_p0', 'l2_p1', 'l2_p2', 'l2_p3', 'l2_p4', 'l2_p5', 'l2_p6', 'l2_p7', 'l2_p8', 'l2_p9'),
+        'sums': ('l2_h0', 'l2_h1', 'l2_h2', 'l2_h3', 'l2_h4', 'l2_h5', 'l2_h6', 'l2_h7', 'l2_h8', 'l2_h9'),
+        'function': '_kernel',
+    },
+)
+
 _E = 2.718281828459045
 
 

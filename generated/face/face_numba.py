@@ -24,6 +24,42 @@ NORMALIZATION = 'window'
 DTYPE = 'float64'
 THRESHOLD = 14.61585720969327
 
+# The layers as data: what each computes and which tables or variables hold its weights (read
+# by templater diff and verify with ast.literal_eval; the code below is what runs).
+LAYERS = (
+    {
+        'kind': 'normalize',
+        'reads': 'x',
+        'output': 'xn',
+        'eps': 0.05,
+    },
+    {
+        'kind': 'dense',
+        'layer': 1,
+        'n_inputs': 625,
+        'n_outputs': 16,
+        'activation': 'relu',
+        'layout': 'table',
+        'reads': 'xn',
+        'output': 'l1_h',
+        'weights': 'L1_W',
+        'bias': 'L1_B',
+        'columns': (0, 2, 8, 10, 12, 13, 14, 15, 3, 4, 11, 7, 9, 6, 1, 5),
+    },
+    {
+        'kind': 'dense',
+        'layer': 2,
+        'n_inputs': 16,
+        'n_outputs': 1,
+        'activation': 'identity',
+        'layout': 'unrolled',
+        'reads': 'l1_h',
+        'output': ('l2_h0',),
+        'sums': ('l2_h0',),
+        'function': '_tail',
+    },
+)
+
 # layer 1 weights: row i holds w[i, u for the units u of STAGED_UNITS]
 L1_W = np.array((
     (0.1293244041201049, -0.09425800870822836, 0.4634479093720059, -0.6940310905544588, -0.32961018134525377, 0.050414503192969314, 0.020513493162613156, -0.35441715105665883,

@@ -16,6 +16,41 @@ NORMALIZATION = 'window'
 DTYPE = 'float64'
 THRESHOLD = 14.61585720969327
 
+# The layers as data: what each computes and which tables or variables hold its weights (read
+# by templater diff and verify with ast.literal_eval; the code below is what runs).
+LAYERS = (
+    {
+        'kind': 'normalize',
+        'reads': 'x',
+        'output': 'xn',
+        'eps': 0.05,
+    },
+    {
+        'kind': 'dense',
+        'layer': 1,
+        'n_inputs': 625,
+        'n_outputs': 16,
+        'activation': 'relu',
+        'layout': 'unrolled',
+        'reads': 'xn',
+        'output': ('l1_h00', 'l1_h01', 'l1_h02', 'l1_h03', 'l1_h04', 'l1_h05', 'l1_h06', 'l1_h07', 'l1_h08', 'l1_h09', 'l1_h10', 'l1_h11', 'l1_h12', 'l1_h13', 'l1_h14', 'l1_h15'),
+        'sums': ('l1_s00', 'l1_s01', 'l1_s02', 'l1_s03', 'l1_s04', 'l1_s05', 'l1_s06', 'l1_s07', 'l1_s08', 'l1_s09', 'l1_s10', 'l1_s11', 'l1_s12', 'l1_s13', 'l1_s14', 'l1_s15'),
+        'function': '_kernel',
+    },
+    {
+        'kind': 'dense',
+        'layer': 2,
+        'n_inputs': 16,
+        'n_outputs': 1,
+        'activation': 'identity',
+        'layout': 'unrolled',
+        'reads': ('l1_h00', 'l1_h01', 'l1_h02', 'l1_h03', 'l1_h04', 'l1_h05', 'l1_h06', 'l1_h07', 'l1_h08', 'l1_h09', 'l1_h10', 'l1_h11', 'l1_h12', 'l1_h13', 'l1_h14', 'l1_h15'),
+        'output': ('l2_h0',),
+        'sums': ('l2_h0',),
+        'function': '_kernel',
+    },
+)
+
 
 def _sqrt(v):
     return v ** 0.5
