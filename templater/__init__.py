@@ -26,7 +26,7 @@ from templater.programs import import_program
 _LAZY = {
     "from_sklearn": "templater.importers.sklearn",
     "from_torch": "templater.importers.torch",
-    "from_onnx": "templater.importers.onnx",
+    "from_onnx": "templater.importers",
 }
 
 

@@ -449,7 +449,12 @@ def import_command(
     if not output.lower().endswith(".npz"):
         raise UsageError(f"{output}: the output must be a .npz model file")
     net = import_file(model, tensor=tensor, head=head, threshold=threshold)
-    net.save(output)
+    if hasattr(net, "heads"):  # a convolutional network: model file version 2
+        from templater.convfile import save as save_conv
+
+        save_conv(net, output)
+    else:
+        net.save(output)
     heads = getattr(net, "heads", None)
     what = f"{len(heads)} heads" if heads is not None else f"{net.head.kind} head"
     click.echo(f"wrote {output}: {net.architecture}, {what}")

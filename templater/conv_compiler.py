@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from templater.conv_lower import conv_target, kernels
+from templater.convfile import convnet_digest
 from templater.convnet import (
     LAYER_KINDS,
     Act,
@@ -51,8 +52,8 @@ def compile_conv(
         )
     context: dict[str, Any] = {
         "python": target == "python",
-        "digest": net.digest(),
-        "digest_repr": repr(net.digest()),
+        "digest": convnet_digest(net),
+        "digest_repr": repr(convnet_digest(net)),
         "target_title": title,
         "target_note": note,
         "provenance": "\n".join(line.rstrip() for line in provenance.strip().splitlines()),

@@ -267,10 +267,21 @@ def _layer(spec: Any, arrays: dict[str, np.ndarray]) -> Layer:
     raise MalformedModelError(f"unknown layer type {kind!r}")
 
 
-def load(path: str | os.PathLike) -> ConvNetwork:
+def load_any_version(path: str | os.PathLike) -> Any:
+    """A model file of either version: a Network (1) or a ConvNetwork (2)."""
     from templater.modelfile import load as load_model
 
-    net = load_model(path)
+    return load_model(path, conv_reader=convnet_from_header)
+
+
+def from_bytes(data: bytes, where: str = "<bytes>") -> Any:
+    from templater.modelfile import from_bytes as model_from_bytes
+
+    return model_from_bytes(data, where, conv_reader=convnet_from_header)
+
+
+def load(path: str | os.PathLike) -> ConvNetwork:
+    net = load_any_version(path)
     if not isinstance(net, ConvNetwork):
         raise MalformedModelError(f"{path}: not a convolutional model file")
     return net

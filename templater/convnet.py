@@ -530,17 +530,6 @@ class ConvNetwork:
             out[name] = g[0] if single else g
         return out
 
-    # -- identity and files ------------------------------------------------------------------
-    def digest(self) -> str:
-        from templater.convfile import convnet_digest
-
-        return convnet_digest(self)
-
-    def save(self, path: Any) -> None:
-        from templater.convfile import save
-
-        save(self, path)
-
 
 def _pad(h: np.ndarray, pads: tuple[int, int, int, int], value: float) -> np.ndarray:
     top, left, bottom, right = pads

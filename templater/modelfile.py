@@ -120,12 +120,15 @@ def save(net: Network, path: str | os.PathLike) -> Path:
 
 
 # -- load -------------------------------------------------------------------------------------
-def load(path: str | os.PathLike) -> Network:
-    """Read and validate a model file. Raises a TemplaterError naming the file and the problem."""
-    return from_bytes(read_bounded(path, MAX_FILE_BYTES, "model"), str(path))
+def load(path: str | os.PathLike, conv_reader: Any = None) -> Network:
+    """Read and validate a model file. Raises a TemplaterError naming the file and the problem.
+
+    `conv_reader`: what reads a version 2 (convolutional) header; templater.convfile passes
+    its own, so that this module needs nothing of convolutional networks."""
+    return from_bytes(read_bounded(path, MAX_FILE_BYTES, "model"), str(path), conv_reader)
 
 
-def from_bytes(data: bytes, where: str = "<bytes>") -> Network:
+def from_bytes(data: bytes, where: str = "<bytes>", conv_reader: Any = None) -> Network:
     if data[:2] == b"\x80\x04" or data[:1] == b"\x80":
         raise UnsafeInputError(f"{where}: this is a pickle; templater never unpickles")
     try:
@@ -151,20 +154,27 @@ def from_bytes(data: bytes, where: str = "<bytes>") -> Network:
     except UnicodeDecodeError as exc:
         raise MalformedModelError(f"{where}: header is not UTF-8 text ({exc})") from exc
     header = _strict_json(text, where)
-    return _network_from_header(header, archive, infos, where)
+    return _network_from_header(header, archive, infos, where, conv_reader)
 
 
 def _network_from_header(
-    header: Any, archive: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], where: str
+    header: Any,
+    archive: zipfile.ZipFile,
+    infos: dict[str, zipfile.ZipInfo],
+    where: str,
+    conv_reader: Any = None,
 ) -> Network:
     h = _Fields(header, where, "header")
     if h.get("format", str) != FORMAT:
         raise MalformedModelError(f"{where}: header format is not {FORMAT!r}")
     version = h.get("version", int)
+    if version == CONV_VERSION and conv_reader is not None:
+        return conv_reader(h, archive, infos, where)
     if version == CONV_VERSION:
-        from templater.convfile import convnet_from_header
-
-        return convnet_from_header(h, archive, infos, where)
+        raise MalformedModelError(
+            f"{where}: a convolutional model file (version {CONV_VERSION}); "
+            "load it with templater.load_model or templater.convfile.load"
+        )
     if version != VERSION:
         raise MalformedModelError(
             f"{where}: model format version {version} (this templater reads {VERSION})"

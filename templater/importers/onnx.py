@@ -67,14 +67,7 @@ def from_onnx(
     """
     where = str(path)
     data = read_bounded(path, MAX_FILE_BYTES, "ONNX")
-    model = parse(data, where)
-    from templater.importers.onnx_conv import convnet_from_model, is_convolutional
-
-    if is_convolutional(model):
-        if output is not None or head is not None:
-            raise UsageError(f"{where}: a convolutional graph keeps all its outputs as heads")
-        return convnet_from_model(model, where)
-    return network_from_model(model, where, output=output, head=head)
+    return network_from_model(parse(data, where), where, output=output, head=head)
 
 
 def parse(data: bytes, where: str) -> Any:
