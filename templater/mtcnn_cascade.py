@@ -63,7 +63,9 @@ def as_rgb(image):
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected (rows, cols), (rows, cols, 3) or (rows, cols, 4); got {arr.shape}")
+        raise ValueError(
+            f"expected (rows, cols), (rows, cols, 3) or (rows, cols, 4); got {arr.shape}"
+        )
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise ValueError(f"image of {arr.shape[0]}x{arr.shape[1]} exceeds {MAX_PIXELS} pixels")
     if arr.shape[2] == 4:
@@ -71,9 +73,10 @@ def as_rgb(image):
     out = arr.astype(np.float64)
     if arr.dtype == np.uint16:
         out *= 255.0 / 65535.0
-    elif arr.dtype != np.uint8 and out.size:
-        if not np.isfinite(out).all() or out.min() < 0.0 or out.max() > 255.0:
-            raise ValueError("non-uint8 images must hold finite values in [0, 255]")
+    elif (arr.dtype != np.uint8 and out.size) and (
+        not np.isfinite(out).all() or out.min() < 0.0 or out.max() > 255.0
+    ):
+        raise ValueError("non-uint8 images must hold finite values in [0, 255]")
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     return out
@@ -96,7 +99,7 @@ def resize_taps(n_in, n_out):
     """(index (n_out, K), weight (n_out, K)): output i = sum_k weight[i, k] * input[index[i, k]]."""
     scale = n_in / n_out
     if scale > 1.0:  # shrink: average the covered source pixels (area)
-        taps = int(math.ceil(scale)) + 1
+        taps = math.ceil(scale) + 1
         start = np.arange(n_out) * scale
         first = np.floor(start).astype(np.int64)
         index = first[:, None] + np.arange(taps)[None, :]
@@ -115,7 +118,7 @@ def resize_taps(n_in, n_out):
 
 def _resize_axis0(x, n_out):
     index, weight = resize_taps(x.shape[0], n_out)
-    out = np.zeros((n_out,) + x.shape[1:], dtype=np.float64)
+    out = np.zeros((n_out, *x.shape[1:]), dtype=np.float64)
     shape = (n_out,) + (1,) * (x.ndim - 1)
     for k in range(index.shape[1]):
         out += weight[:, k].reshape(shape) * x[index[:, k]]
@@ -222,7 +225,7 @@ def stage_pnet(image, nets, scales, threshold):
     rows, cols = image.shape[:2]
     found = []
     for scale in scales:
-        level = normalise(resize(image, int(math.ceil(rows * scale)), int(math.ceil(cols * scale))))
+        level = normalise(resize(image, math.ceil(rows * scale), math.ceil(cols * scale)))
         prob, reg = nets.pnet(level)
         boxes = pnet_boxes(prob, reg, scale, threshold)
         if len(boxes):
@@ -284,7 +287,9 @@ def find_faces(image, nets, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.70
     """(boxes (N, 4) x0, y0, x1, y1 as 0-based pixel edges, scores (N,), landmarks (N, 5, 2)),
     best score first. See the module docstring for the input conventions."""
     if not min_face >= MIN_FACE or not 0.0 < factor < 1.0:
-        raise ValueError(f"need min_face >= {MIN_FACE} and 0 < factor < 1, got {min_face}, {factor}")
+        raise ValueError(
+            f"need min_face >= {MIN_FACE} and 0 < factor < 1, got {min_face}, {factor}"
+        )
     rgb = as_rgb(image)
     empty = (np.empty((0, 4)), np.empty((0,)), np.empty((0, 5, 2)))
     if min(rgb.shape[:2]) < min_face:
