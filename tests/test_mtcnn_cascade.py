@@ -143,3 +143,13 @@ def test_program_nets_match_the_reference(batch):
     assert len(expect[0]) == 1
     for a, b in zip(expect, got, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pyramid_level_in_bands_equals_resize_then_normalise():
+    rng = np.random.default_rng(0)
+    for shape in [(100, 130, 3), (37, 50, 3)]:
+        image = rng.integers(0, 256, shape).astype(np.uint8)
+        for rows, cols in [(60, 78), (37, 50), (80, 90), (130, 20)]:
+            expect = mtcnn_cascade.normalise(resize(image.astype(np.float64), rows, cols))
+            got = mtcnn_cascade.pyramid_level(image, rows, cols, band=7)
+            np.testing.assert_array_equal(got, expect)
