@@ -38,7 +38,8 @@ drops alpha. uint8 is taken as is, uint16 scaled by 255/65535, bool refused, oth
 float arrays must hold values in [0, 255]. Smaller than min_face: empty results, no error.
 Memory: the photo, one float32 pyramid level (12 bytes per level pixel), a band of float64 rows,
 and what the nets need for the level (onnxruntime's nets: a 30 MP photo peaked at 1.4 GB).
-Photos over MAX_PIXELS are refused.
+Photos over MAX_PIXELS, and a min_face that makes the first level over MAX_LEVEL_PIXELS, are
+refused (ValueError).
 
 `nets` is any object with:
 - pnet(level): float32 (rows, cols, 3) -> (prob (rows', cols'), reg (4, rows', cols'))
@@ -56,6 +57,7 @@ PNET_STRIDE = 2
 PNET_CELL = 12
 MIN_FACE = 6  # the first pyramid level is then twice the image's size
 MAX_PIXELS = 40_000_000  # measured: a 30 MP photo peaked at 1.4 GB with onnxruntime nets
+MAX_LEVEL_PIXELS = 40_000_000  # the first pyramid level (a small min_face enlarges the photo)
 
 
 def as_rgb(image):
@@ -314,6 +316,12 @@ def find_faces(image, nets, min_face=20, thresholds=(0.6, 0.7, 0.7), factor=0.70
     if min(rgb.shape[:2]) < min_face:
         return empty
     scales = pyramid_scales(rgb.shape[0], rgb.shape[1], min_face, factor)
+    first = math.ceil(rgb.shape[0] * scales[0]) * math.ceil(rgb.shape[1] * scales[0])
+    if first > MAX_LEVEL_PIXELS:
+        raise ValueError(
+            f"min_face {min_face} makes a first pyramid level of {first} pixels, more than "
+            f"{MAX_LEVEL_PIXELS}; use a larger min_face"
+        )
     boxes = stage_pnet(rgb, nets, scales, thresholds[0])
     if len(boxes):
         boxes = stage_rnet(rgb, nets, boxes, thresholds[1])

@@ -82,6 +82,14 @@ class _NoNets:
         raise AssertionError("a photo smaller than the smallest face must not reach the nets")
 
 
+def test_huge_first_level_is_refused_before_any_work():
+    image = np.zeros((5000, 5000), np.uint8)  # min_face 6 would make a 10000x10000 level
+    with pytest.raises(ValueError, match="first pyramid level"):
+        mtcnn_cascade.find_faces(image, _NoNets(), min_face=6)
+    with pytest.raises(ValueError, match="min_face"):
+        mtcnn_cascade.find_faces(image, _NoNets(), min_face=5)
+
+
 def test_small_image_gives_no_boxes():
     boxes, scores, marks = mtcnn_cascade.find_faces(np.zeros((15, 200, 3), np.uint8), _NoNets())
     assert boxes.shape == (0, 4) and scores.shape == (0,) and marks.shape == (0, 5, 2)
