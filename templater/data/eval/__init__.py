@@ -1,0 +1,1 @@
+"""The labelled evaluation photos (labels.json) and the script that finds them (fetch.py)."""
