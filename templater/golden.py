@@ -1,7 +1,8 @@
 """Golden programs: re-render everything under generated/ from the model files committed there.
 
 `generated/manifest.json` lists each program: its model file, target, layout and output file
-(paths relative to generated/). Regenerating must give byte-identical files; `check` reports
+(paths relative to generated/), and optionally its dtype and kind (`mtcnn`: the model is a
+folder of pnet.npz, rnet.npz and onet.npz, compiled into one detector by templater.mtcnn_program). Regenerating must give byte-identical files; `check` reports
 unified diffs instead of writing.
 """
 
@@ -26,6 +27,8 @@ class Entry:
     target: str
     layout: str
     output: str
+    dtype: str = "float64"
+    kind: str = "network"
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,7 @@ def regenerate(root: Path | None = None, check: bool = False) -> list[Outcome]:
     outcomes = []
     models: dict[str, object] = {}
     for entry in read_manifest(root):
-        if entry.model not in models:
-            models[entry.model] = load_model(root / entry.model)
-        fresh = compile_network(models[entry.model], entry.target, entry.layout)
+        fresh = _render(entry, root, models)
         out = root / entry.output
         old = out.read_text(encoding="utf-8") if out.exists() else ""
         diff = ""
@@ -76,3 +77,17 @@ def regenerate(root: Path | None = None, check: bool = False) -> list[Outcome]:
                 write_atomic(out, fresh)
         outcomes.append(Outcome(entry, old != fresh, diff))
     return outcomes
+
+
+def _render(entry: Entry, root: Path, models: dict[str, object]) -> str:
+    if entry.kind == "mtcnn":
+        from templater.mtcnn_files import NETS
+        from templater.mtcnn_program import compile_mtcnn
+
+        nets = {name: load_model(root / entry.model / f"{name}.npz") for name in NETS}
+        return compile_mtcnn(nets, entry.dtype, entry.layout)
+    if entry.kind != "network":
+        raise MalformedModelError(f"manifest: unknown kind {entry.kind!r}")
+    if entry.model not in models:
+        models[entry.model] = load_model(root / entry.model)
+    return compile_network(models[entry.model], entry.target, entry.layout, dtype=entry.dtype)

@@ -1,0 +1,82 @@
+"""The committed MTCNN detector program (generated/mtcnn/mtcnn_numba.py): one standalone file
+whose find_faces gives the numpy reference cascade's boxes, and MTCNN through onnxruntime's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from templater import import_program
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "generated" / "mtcnn" / "mtcnn_numba.py"
+
+pytestmark = pytest.mark.slow  # compiling the three nets takes about 20-40 s of CPU
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    """The committed file, copied (its numba cache lands beside the copy)."""
+    folder = tmp_path_factory.mktemp("mtcnn_program")
+    shutil.copy(PROGRAM, folder / "mtcnn_numba.py")
+    return import_program(folder / "mtcnn_numba.py")
+
+
+@pytest.fixture(scope="module")
+def reference_nets():
+    from templater import mtcnn
+
+    return mtcnn.ReferenceNets(np.float32)
+
+
+def _photos():
+    from skimage import data
+
+    astronaut = data.astronaut()
+    return {
+        "astronaut": astronaut,
+        "gray": data.camera(),
+        "rgba": np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)]),
+        "uint16": astronaut.astype(np.uint16) * 257,
+        "coffee": data.coffee(),
+    }
+
+
+def test_find_faces_gives_the_reference_boxes(program, reference_nets):
+    from templater import mtcnn
+
+    found_any = False
+    for name, image in _photos().items():
+        boxes, scores, marks = program.find_faces(image, min_face=24)
+        ref_boxes, ref_scores, ref_marks = mtcnn.detect(image, reference_nets, min_face=24)
+        assert np.array_equal(boxes, ref_boxes), name
+        assert np.allclose(scores, ref_scores, rtol=0, atol=1e-6), name
+        assert np.allclose(marks, ref_marks, rtol=0, atol=1e-6), name
+        found_any |= len(boxes) > 0
+    assert found_any  # the astronaut's face at least
+
+
+def test_small_photos_give_no_boxes_and_bad_input_is_refused(program):
+    boxes, scores, marks = program.find_faces(np.zeros((15, 40, 3), np.uint8), min_face=20)
+    assert boxes.shape == (0, 4) and scores.shape == (0,) and marks.shape == (0, 5, 2)
+    with pytest.raises(TypeError):
+        program.find_faces(np.zeros((40, 40), bool))
+    with pytest.raises(ValueError):
+        program.find_faces(np.full((40, 40), np.nan))
+
+
+def test_the_file_is_standalone():
+    """It imports only numpy, numba and the standard library's math."""
+    import ast
+
+    tree = ast.parse(PROGRAM.read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
+    }
+    assert imported == {"math", "numpy", "numba"}
