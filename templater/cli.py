@@ -410,12 +410,17 @@ def verify_command(
     """
     import json
 
+    from templater.convnet import ConvNetwork
     from templater.models import load_model
     from templater.verify import verify
 
-    report = verify(
-        load_model(model), program, target, layout, data, count, seed, model, dtype=dtype
-    )
+    net = load_model(model)
+    if isinstance(net, ConvNetwork):
+        from templater.verify.conv import verify_conv
+
+        report = verify_conv(net, program, target, layout, min(count, 200), seed, model, dtype)
+    else:
+        report = verify(net, program, target, layout, data, count, seed, model, dtype=dtype)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -228,3 +228,18 @@ def test_model_file_round_trip_and_refusals(tmp_path):
 
     with pytest.raises(TooLargeError):
         from_bytes(zip_members(big), "big.npz")
+
+
+def test_verify_passes_and_catches_a_changed_weight(tmp_path):
+    from templater.verify.conv import verify_conv
+
+    net = _tiny()
+    report = verify_conv(net, None, "python", count=20)
+    assert report.passed and all(h.max_ulps == 0 for h in report.heads)
+    source = compile_conv(net, "python", "table")
+    weight = repr(float(net.trunk[0].weights[0, 0, 0, 0]))
+    assert weight in source
+    bad = tmp_path / "changed.py"
+    bad.write_text(source.replace(weight, repr(float(weight) + 0.5), 1), encoding="utf-8")
+    report = verify_conv(net, str(bad), count=20)
+    assert not report.passed and report.heads[0].failures == 20
