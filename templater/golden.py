@@ -2,7 +2,8 @@
 
 `generated/manifest.json` lists each program: its model file, target, layout and output file
 (paths relative to generated/), and optionally its dtype and kind (`mtcnn`: the model is a
-folder of pnet.npz, rnet.npz and onet.npz, compiled into one detector by templater.mtcnn_program). Regenerating must give byte-identical files; `check` reports
+folder of pnet.npz, rnet.npz and onet.npz, compiled into one detector by
+templater.mtcnn_program). Regenerating must give byte-identical files; `check` reports
 unified diffs instead of writing.
 """
 

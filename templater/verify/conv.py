@@ -90,7 +90,8 @@ def head_tolerance(net: ConvNetwork, head: str, dtype: str) -> Tolerance:
         }
     )
     if not used:
-        return Tolerance(True, 0.0, 0.0, f"piecewise-linear layers in the reference order ({dtype})")
+        reason = f"piecewise-linear layers in the reference order ({dtype})"
+        return Tolerance(True, 0.0, 0.0, reason)
     rtol, atol = (RTOL32, ATOL32) if dtype == "float32" else (RTOL, ATOL)
     return Tolerance(False, rtol, atol, f"{', '.join(used)} use exp, whose last bits differ")
 
