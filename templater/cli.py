@@ -484,21 +484,32 @@ def import_command(
     help="Program float type(s) to measure, each beside the same baselines (repeatable) [float64].",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
+@click.option("--conv", is_flag=True,
+              help="Convolutional programs instead: MTCNN's nets and detector against onnxruntime.")
 def bench_command(
     quick: bool, archs: tuple[str, ...], layout: str, seed: int, no_scan: bool, no_onnx: bool,
-    sweep: bool, dtypes: tuple[str, ...], json_path: str | None,
+    sweep: bool, dtypes: tuple[str, ...], json_path: str | None, conv: bool,
 ) -> None:
     """Measure compile cost, call rates and scan speed against numpy, numba and onnxruntime."""
     from templater import bench
     from templater.fileio import write_atomic
 
+    if conv:
+        from templater.bench.conv import run_conv, table
+
+        results = run_conv(3 if quick else 7, progress=lambda text: click.echo(text, err=True))
+        click.echo(table(results))
+        if json_path:
+            write_atomic(json_path, results.to_json() + "\n")
+            click.echo(f"wrote {json_path}", err=True)
+        return
     config = bench.BenchConfig(
         archs=archs or bench.ARCHS, quick=quick, layout=layout, seed=seed, scan=not no_scan,
         onnx=not no_onnx, sweep=sweep, dtypes=dtypes or ("float64",),
     )
     results = bench.run(config, progress=lambda text: click.echo(text, err=True))
     click.echo(bench.table(results))
-    click.echo("\nIssue 5's targets in this run:\n")
+    click.echo("\nThe speed targets in this run:\n")
     click.echo(bench.criteria(results))
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")

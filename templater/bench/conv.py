@@ -1,0 +1,147 @@
+"""Benchmarks of convolutional programs: MTCNN's nets and the whole detector against onnxruntime
+(one thread, float32, the same inputs) measured in the same run.
+
+Rows: PNet over a 640x480 image, RNet and ONet on one crop and on a batch of 64, each program in
+float32 and float64; the compiled detector's find_faces against the same cascade running the
+nets through onnxruntime. Each row has the program's GMAC/s and its share of one core's measured
+float64 FMA peak (float32 doubles the lanes: its peak is twice that)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from templater.bench.records import Results, Row
+from templater.bench.timing import machine_info, time_call
+from templater.convnet import Conv2D, ConvNetwork
+from templater.network import Dense
+
+INPUTS = {"pnet": (480, 640, 3), "rnet": (24, 24, 3), "onet": (48, 48, 3)}
+BATCH = 64
+
+
+def multiply_adds(net: ConvNetwork, rows: int, cols: int) -> int:
+    """The multiply-adds of one forward pass over a (rows, cols) image (conv and dense)."""
+    total = 0
+    trunk_out = (1, net.channels, rows, cols)
+    for where, layers in (("trunk", net.trunk), *net.heads):
+        cur = trunk_out
+        for layer in layers:
+            nxt = net._chain(where, (layer,), cur)
+            if isinstance(layer, Conv2D):
+                total += int(np.prod(nxt[1:])) * layer.weights[0].size
+            elif isinstance(layer, Dense):
+                total += layer.weights.size
+            cur = nxt
+        if where == "trunk":
+            trunk_out = cur
+    return total
+
+
+def _programs(folder: Path, dtype: str) -> dict[str, Any]:
+    from templater.conv_compiler import compile_conv
+    from templater.mtcnn_program import load_nets
+    from templater.programs import import_program
+
+    out = {}
+    for name, net in load_nets().items():
+        path = folder / f"{name}_{dtype}.py"
+        path.write_text(compile_conv(net, "numba", dtype=dtype), encoding="utf-8")
+        out[name] = import_program(path)
+    return out
+
+
+def run_conv(repeats: int = 5, progress: Callable[[str], None] = lambda _: None) -> Results:
+    import onnxruntime as ort
+
+    from templater.mtcnn_files import onnx_path
+    from templater.mtcnn_program import load_nets
+
+    load_before = os.getloadavg()
+    machine = machine_info(repeats)
+    peak = machine["fma_peak_gmacs"]
+    nets = load_nets()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {n: ort.InferenceSession(str(onnx_path(n)), options) for n in nets}
+    rng = np.random.default_rng(0)
+    results = Results({"repeats": repeats, "batch": BATCH}, machine)
+    with tempfile.TemporaryDirectory() as folder:
+        for dtype in ("float32", "float64"):
+            progress(f"compiling MTCNN's nets ({dtype})")
+            programs = _programs(Path(folder), dtype)
+            for name, shape in INPUTS.items():
+                session = sessions[name]
+                feed = session.get_inputs()[0].name
+                x = rng.uniform(-1, 1, shape).astype(np.float32)
+                batch = rng.uniform(-1, 1, (BATCH, *shape)).astype(np.float32)
+                cases = [("one image" if name == "pnet" else "one crop", x[None], x, 1)]
+                if name != "pnet":
+                    cases.append((f"batch of {BATCH}", batch, batch, BATCH))
+                macs = multiply_adds(nets[name], shape[0], shape[1])
+                for what, onnx_in, prog_in, n in cases:
+                    progress(f"{name} {what} ({dtype})")
+                    base = time_call(lambda s=session, f=feed, v=onnx_in: s.run(None, {f: v}),
+                                     repeats)
+                    call = (programs[name].forward if n == 1 else programs[name].forward_batch)
+                    seconds = time_call(lambda c=call, v=prog_in: c(v), repeats)
+                    rate = macs * n / seconds / 1e9
+                    share = rate / (peak * (2 if dtype == "float32" else 1))
+                    results.rows.append(Row(
+                        f"MTCNN {name}", f"{name} ({dtype})", what, seconds * 1e3, "ms",
+                        "onnxruntime float32, 1 thread", base * 1e3, base / seconds,
+                        f"{rate:.1f} GMAC/s, {100 * share:.0f}% of one core's {dtype} FMA peak",
+                    ))
+        results.rows += _detector_rows(repeats, progress)
+    results.config["load_average"] = {"before": load_before, "after": os.getloadavg()}
+    return results
+
+
+def _detector_rows(repeats: int, progress: Callable[[str], None]) -> list[Row]:
+    """find_faces of the committed detector against the same cascade over onnxruntime's nets."""
+    import shutil
+
+    from skimage import data
+
+    from templater import mtcnn
+    from templater.golden import default_root
+    from templater.programs import import_program
+
+    image = data.astronaut()
+    megapixels = image.shape[0] * image.shape[1] / 1e6
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "mtcnn_numba.py"
+        shutil.copy(default_root() / "mtcnn" / "mtcnn_numba.py", target)
+        program = import_program(target)
+        progress("the compiled detector on the astronaut (compiles on the first call)")
+        seconds = time_call(lambda: program.find_faces(image, min_face=24), repeats)
+    nets = mtcnn.OnnxRuntimeNets(threads=1)
+    base = time_call(lambda: mtcnn.detect(image, nets, min_face=24), repeats)
+    return [Row(
+        "MTCNN detector", "find_faces (float32)", "astronaut 512x512, smallest face 24 px",
+        seconds * 1e3, "ms", "the same cascade, nets through onnxruntime", base * 1e3,
+        base / seconds, f"{seconds / megapixels:.3f} s/MP against {base / megapixels:.3f} s/MP",
+    )]
+
+
+def table(results: Results) -> str:
+    lines = [
+        f"{'network':<16}{'section':<20}{'what':<40}{'program':>11}{'baseline':>11}{'ratio':>8}"
+    ]
+    for r in results.rows:
+        lines.append(
+            f"{r.network:<16}{r.section:<20}{r.what:<40}{r.value:>9.3f}ms"
+            f"{r.baseline_value:>9.3f}ms{r.speedup:>7.2f}x  {r.note}"
+        )
+    load = results.config["load_average"]
+    lines.append(
+        f"load average (1, 5, 15 min) before {tuple(round(v, 2) for v in load['before'])}, "
+        f"after {tuple(round(v, 2) for v in load['after'])} on {os.cpu_count()} cores; ratio > 1: "
+        "the program is faster"
+    )
+    return "\n".join(lines)
