@@ -25,7 +25,7 @@ from templater.programs import import_program
 # Importers load their frameworks (torch, onnx, scikit-learn) only when first used.
 _LAZY = {
     "from_sklearn": "templater.importers.sklearn",
-    "from_torch": "templater.importers.torch",
+    "from_torch": "templater.importers",
     "from_onnx": "templater.importers",
 }
 

@@ -41,8 +41,20 @@ def from_sklearn(estimator: Any, name: str = "") -> Network:
     return impl(estimator, name=name)
 
 
-def from_torch(module: Any, head: Any = None, name: str = "") -> Network:
-    """See templater.importers.torch.from_torch (imports torch when called)."""
+def from_torch(
+    module: Any, head: Any = None, name: str = "", heads: dict | None = None,
+    size: tuple[int, int] | None = None,
+) -> Any:
+    """A Network (templater.importers.torch.from_torch) or, for a module with Conv2d or pooling
+    layers or given with `heads` ({name: nn.Sequential}), a ConvNetwork
+    (templater.importers.torch_conv). Imports torch when called."""
+    from templater.importers.torch_conv import CONV_MODULES, from_torch_conv
+
+    modules = [type(m).__name__ for m in module.modules()] if hasattr(module, "modules") else []
+    if heads is not None or any(m in CONV_MODULES for m in modules):
+        if head is not None:
+            raise UsageError("a convolutional network has named heads, not a head=")
+        return from_torch_conv(module, heads, size=size, name=name)
     from templater.importers.torch import from_torch as impl
 
     return impl(module, head=head, name=name)
