@@ -431,12 +431,20 @@ class ConvNetwork:
             raise MalformedModelError("a network that flattens needs a fixed input size")
 
     def receptive_field(self) -> tuple[int, int]:
-        """The smallest input (rows, columns) that gives every head at least one output."""
+        """The smallest input (rows, columns) that gives every head at least one output (the
+        padding counts: a padded 3x3 window fits on a 2x2 image)."""
         need = [1, 1]
         for _, _, layer in reversed(self._path_longest()):
             if isinstance(layer, (Conv2D, Pool2D)):
-                (kh, kw), (sh, sw) = layer.kernel, layer.stride
-                need = [(need[0] - 1) * sh + kh, (need[1] - 1) * sw + kw]
+                for axis in (0, 1):
+                    k, s = layer.kernel[axis], layer.stride[axis]
+                    pad = 0
+                    if not isinstance(layer.padding, str):
+                        pad = layer.padding[axis] + layer.padding[axis + 2]
+                    if isinstance(layer.padding, str):  # same_*: ceil(n / s) outputs
+                        need[axis] = (need[axis] - 1) * s + 1
+                    else:
+                        need[axis] = max((need[axis] - 1) * s + k - pad, 1)
         return need[0], need[1]
 
     def _path_longest(self) -> list[tuple[str, int, Layer]]:

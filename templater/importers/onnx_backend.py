@@ -20,6 +20,7 @@ from onnx.backend.base import Backend, BackendRep
 from templater.errors import UnsupportedError
 from templater.fileio import write_atomic
 from templater.importers.onnx import network_from_model
+from templater.importers.onnx_conv import convnet_from_model, is_convolutional
 from templater.network import Network
 
 # Ops computed element by element: any leading axes may be folded into the batch.
@@ -45,6 +46,8 @@ class TemplaterRep(BackendRep):
         inputs = [np.asarray(a) for a in inputs]
         model = bind_constants(self.model, inputs[1:])
         data = inputs[0]
+        if is_convolutional(model):
+            return (run_conv(model, data, self.target, self.folder),)
         model, rows_of = _fold_leading_axes(model, data.shape)
         net = network_from_model(model, where=self.model.graph.name or "<onnx>")
         rows = data.reshape(rows_of, -1) if rows_of else data.reshape(1, -1)
@@ -141,3 +144,23 @@ def run_rows(program: ModuleType, net: Network, target: str, rows: np.ndarray) -
     else:
         out = np.asarray(program.score_batch([list(map(float, r)) for r in rows]))
     return out.reshape(len(rows), net.n_outputs)
+
+
+def run_conv(model: ModelProto, data: np.ndarray, target: str, folder: Path) -> np.ndarray:
+    """A convolutional graph's one output for a batch (N, C, H, W): each image through the
+    compiled program, stacked back into the batch."""
+    import templater
+    from templater.conv_compiler import compile_conv
+    from templater.convfile import convnet_digest
+
+    net = convnet_from_model(model, where=model.graph.name or "<onnx>")
+    if len(net.heads) != 1:
+        raise UnsupportedError(f"{model.graph.name}: one output expected")
+    path = folder / f"c{convnet_digest(net)}_{target}.py"
+    source = compile_conv(net, target)
+    if not path.exists() or path.read_text() != source:
+        write_atomic(path, source)
+    program = templater.import_program(path)
+    (head,) = program.HEADS
+    outs = [np.asarray(program.forward(image)[head], dtype=np.float64) for image in data]
+    return np.stack(outs).astype(data.dtype)
