@@ -368,6 +368,11 @@ def diff_command(
 
     from templater.diff import diff, write_png
 
+    conv = _conv_diff(a, b)
+    if conv is not None:
+        click.echo(json.dumps(conv.to_json(), indent=2, sort_keys=True) if as_json
+                   else "\n".join(conv.summary_lines()))
+        sys.exit(0 if conv.identical else 1)
     result = diff(a, b, target, layout, None if data == "none" else data, context)
     drawn = write_png(result, png) if png else 0
     if as_json:
@@ -380,6 +385,23 @@ def diff_command(
         if png:
             click.echo(f"wrote {png} ({drawn} windows)" if drawn else f"no flips: no {png}")
     sys.exit(0 if result.identical else 1)
+
+
+def _conv_diff(a: str, b: str) -> Any:
+    """The diff of two convolutional model files, or None when they are not both that."""
+    from pathlib import Path
+
+    if Path(a).suffix == ".py" or Path(b).suffix == ".py":
+        return None
+    from templater.convnet import ConvNetwork
+    from templater.diff.conv import diff_conv
+    from templater.errors import UsageError
+    from templater.models import load_model
+
+    na, nb = load_model(a), load_model(b)
+    if isinstance(na, ConvNetwork) != isinstance(nb, ConvNetwork):
+        raise UsageError(f"{a} and {b}: one is convolutional, the other not")
+    return diff_conv(na, nb, a, b) if isinstance(na, ConvNetwork) else None
 
 
 @main.command("verify")

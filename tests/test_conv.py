@@ -243,3 +243,21 @@ def test_verify_passes_and_catches_a_changed_weight(tmp_path):
     bad.write_text(source.replace(weight, repr(float(weight) + 0.5), 1), encoding="utf-8")
     report = verify_conv(net, str(bad), count=20)
     assert not report.passed and report.heads[0].failures == 20
+
+
+def test_diff_names_the_changed_output_channels():
+    from dataclasses import replace
+
+    from templater.diff.conv import diff_conv
+
+    net = _tiny()
+    conv = net.trunk[0]
+    weights = conv.weights.copy()
+    weights[1, 0, 2, 2] += 0.25
+    changed = ConvNetwork(1, (replace(conv, weights=weights), net.trunk[1]), net.heads)
+    result = diff_conv(net, changed, "a", "b", count=5)
+    assert [(c.where, c.layer, c.channel, c.changed) for c in result.channels] == [
+        ("trunk", 0, 1, 1)
+    ]
+    assert result.channels[0].max_change == 0.25 and not result.identical
+    assert diff_conv(net, net, "a", "a", count=5).identical
