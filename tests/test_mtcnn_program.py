@@ -80,3 +80,27 @@ def test_the_file_is_standalone():
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
     }
     assert imported == {"math", "numpy", "numba"}
+
+
+def test_embed_example_runs_the_copied_file_alone(tmp_path, program):
+    """examples/embed_mtcnn.py with only the copied program: templater cannot be imported."""
+    import subprocess
+    import sys
+
+    from skimage import data
+
+    shutil.copy(PROGRAM, tmp_path / "mtcnn_numba.py")
+    shutil.copy(ROOT / "examples" / "embed_mtcnn.py", tmp_path / "embed_mtcnn.py")
+    image = data.astronaut()
+    np.save(tmp_path / "photo.npy", image)
+    runner = (
+        "import runpy, sys; sys.modules['templater'] = None; "
+        "sys.argv = ['embed_mtcnn.py', 'mtcnn_numba.py', 'photo.npy', '--min-face', '24']; "
+        "runpy.run_path('embed_mtcnn.py', run_name='__main__')"
+    )
+    run = subprocess.run([sys.executable, "-I", "-c", runner], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    boxes, scores, _ = program.find_faces(image, min_face=24)
+    got = np.array([[float(v) for v in line.split()[:5]] for line in run.stdout.splitlines()])
+    assert np.array_equal(got.reshape(-1, 5), np.column_stack([boxes, scores]))
