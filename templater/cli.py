@@ -664,9 +664,9 @@ def evaluate_command(
     for out in (json_path, png_path):
         if out and any(Path(out).resolve() == Path(d).resolve() for d in detectors):
             raise UsageError(f"{out} is one of the detectors; write the report elsewhere")
-    face_detectors.one_thread()
-    made = [face_detectors.make(name, min_face) for name in detectors]
-    report = evaluate.run(made, set_name, min_face, progress=lambda t: click.echo(t, err=True))
+    with face_detectors.one_thread():
+        made = [face_detectors.make(name, min_face) for name in detectors]
+        report = evaluate.run(made, set_name, min_face, progress=lambda t: click.echo(t, err=True))
     click.echo(evaluate.table(report))
     if json_path:
         write_atomic(json_path, evaluate.to_json(report))

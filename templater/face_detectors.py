@@ -8,9 +8,10 @@ runs on one thread and looks for faces of at least `min_face` pixels.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,28 @@ class FaceDetector:
     find: Callable[[np.ndarray], Boxes]
 
 
-def one_thread() -> None:
-    """Limit every runtime we call to one thread (OpenCV, BLAS, numba)."""
-    os.environ["NUMBA_NUM_THREADS"] = "1"
-    try:
-        import threadpoolctl
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Within the block, BLAS and numba run on one thread (OpenCV and onnxruntime are limited
+    where their detectors are made); the previous limits come back afterwards.
+    NUMBA_NUM_THREADS is left alone: changing it once numba's threads run makes numba raise on
+    its next configuration reload."""
+    with contextlib.ExitStack() as stack:
+        try:
+            import threadpoolctl
 
-        threadpoolctl.threadpool_limits(1)
-    except ImportError:  # pragma: no cover - sklearn brings it
-        pass
-    try:
-        import numba
+            stack.enter_context(threadpoolctl.threadpool_limits(1))
+        except ImportError:  # pragma: no cover - scikit-learn brings it
+            pass
+        try:
+            import numba
 
-        numba.set_num_threads(1)
-    except (ImportError, ValueError):  # pragma: no cover
-        pass
+            before = numba.get_num_threads()
+            numba.set_num_threads(1)
+            stack.callback(numba.set_num_threads, before)
+        except (ImportError, ValueError):  # pragma: no cover
+            pass
+        yield
 
 
 def make(name: str, min_face: int) -> FaceDetector:
