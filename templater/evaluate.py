@@ -119,9 +119,13 @@ def run(
     min_face: int = DEFAULT_MIN_FACE,
     progress: Callable[[str], None] = lambda text: None,
     limit: int | None = None,
+    available_only: bool = False,
 ) -> dict:
-    """Every detector over every photo of the set: the report as a JSON-ready dict."""
+    """Every detector over every photo of the set: the report as a JSON-ready dict.
+    `available_only`: skip the photos whose package is not installed (the report counts them)."""
     photos = fetch.photos(set_name)[:limit]
+    missing = [p.name for p in photos if available_only and fetch.status(p) == "missing"]
+    photos = [p for p in photos if p.name not in missing]
     images = {p.name: fetch.load_rgb(p) for p in photos}
     megapixels = sum(im.shape[0] * im.shape[1] for im in images.values()) / 1e6
     results = []
@@ -150,6 +154,7 @@ def run(
         "min_face": min_face,
         "iou": IOU,
         "photos": len(photos),
+        "missing_photos": missing,
         "megapixels": round(megapixels, 4),
         "labelled_faces": sum(len(p.faces) for p in photos),
         "detectors": [
@@ -172,6 +177,11 @@ def table(report: dict) -> str:
         lines.append(
             f"{name:<28} {d['faces_found']:>5} of {d['faces']:<4} {d['false_boxes']:>12} "
             f"{d['false_per_megapixel']:>9.2f} {d['seconds_per_megapixel']:>8.3f}"
+        )
+    if report.get("missing_photos"):
+        lines.append(
+            f"({len(report['missing_photos'])} labelled photos left out: their package is not "
+            "installed; `python -m templater.data.eval.fetch` says which)"
         )
     return "\n".join(lines)
 
