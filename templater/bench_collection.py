@@ -60,7 +60,7 @@ def make_photos(
         pasted = _paste_faces(img, faces, rng, 0 if i % 4 == 3 else int(rng.integers(1, 4)))
         sub = folder / f"set{i % sub_folders}"
         sub.mkdir(parents=True, exist_ok=True)
-        name = sub / (f"photo{i:05d}" + (".png" if i % 2 else ".jpg"))
+        name = sub / (f"photo{i:05d}" + (".png" if (i // sub_folders) % 2 else ".jpg"))
         pic = Image.fromarray(np.round(img * 255.0).astype(np.uint8), "L")
         pic.save(name, **({"quality": 90} if name.suffix == ".jpg" else {}))
         manifest[str(name.relative_to(folder))] = pasted
@@ -204,7 +204,7 @@ def _dask_row(source: Any, paths: list[str], n: int, say: Any) -> dict[str, Any]
     say(f"dask LocalCluster of {n}")
     start = time.perf_counter()
     with LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         started = time.perf_counter() - start
         row = _time_runner(DaskRunner(cluster.scheduler_address, n), source, paths, n)

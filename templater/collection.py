@@ -189,10 +189,14 @@ register_loader("file", _load_file)
 
 # The detectors this process has loaded, by digest: each is loaded once per process.
 _loaded: dict[str, Finder] = {}
+load_calls = 0  # how many times this process ran a loader (tests check: once per worker)
 
 
 def load(source: DetectorSource, threads: int | None = None) -> Finder:
+    """The detector's callable, loaded on the first call in this process and kept."""
+    global load_calls
     if source.digest not in _loaded:
+        load_calls += 1
         loader = LOADERS.get(source.kind)
         if loader is None:
             raise UsageError(f"no loader for detectors of kind {source.kind!r}")

@@ -170,8 +170,9 @@ class DaskRunner:
                 return Client(self.address, timeout="30s"), None
             except OSError as exc:
                 raise UsageError(f"cannot reach the dask scheduler {self.address}: {exc}") from None
+        # ":0": the scheduler serves HTTP even without a dashboard, and 8787 may be taken
         cluster = LocalCluster(
-            n_workers=self.n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=self.n, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         return Client(cluster), cluster
 
