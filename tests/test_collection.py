@@ -67,7 +67,7 @@ def comparable(records):
 
 
 def test_find_images_takes_files_folders_and_globs_once(photos, tmp_path):
-    folder, manifest = photos
+    folder = photos[0]
     everything = collection.find_images([str(folder)])
     assert len(everything) == N_PHOTOS + len(BROKEN)  # faces.json is not an image
     assert everything == sorted(everything) and all(os.path.isabs(p) for p in everything)
@@ -197,7 +197,7 @@ def test_resume_skips_what_results_hold_and_cuts_a_torn_line(photos, source, tmp
     done = collection.run([str(folder)], source, out, workers=0, resume=True)
     assert done.done == 0 and done.skipped == len(lines)
     other = collection.detector_source(PROGRAM, threshold=20.0)
-    with pytest.raises(UsageError, match="from detector .* not "):
+    with pytest.raises(UsageError, match=r"from detector \w+, not "):
         collection.run([str(folder)], other, out, workers=0, resume=True)
 
 
