@@ -162,10 +162,8 @@ def rows(
     """The benchmark rows (one per runner); photos are generated in `folder` (or a temp folder)."""
     from templater import collection
     from templater.collection_runners import LocalRunner, SerialRunner
-    from templater.golden import default_root
-
     say = progress or (lambda _text: None)
-    detector = detector or default_root() / "face" / "face_numba.py"
+    detector = detector or default_detector()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(folder or tmp)
         if not any(folder.rglob("photo*")):
@@ -241,6 +239,53 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def memory_check(
+    count: int = 10_000, pixels: int = 4_096, workers: int = 2,
+    folder: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Peak RSS of the writer (this process; the detector runs in `workers` processes) over a run
+    of `count` small photos, and its RSS after each tenth of the images: flat, not growing."""
+    import resource
+    import threading
+
+    import psutil
+
+    from templater import collection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(folder or Path(tmp) / "photos")
+        if not any(folder.rglob("photo*")):
+            make_photos(folder, count, pixels, sub_folders=20)
+        source = collection.detector_source(default_detector())
+        me, samples, stop = psutil.Process(), [], threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.5):
+                samples.append(me.memory_info().rss)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            summary = collection.run([str(folder)], source, out or Path(tmp) / "results.jsonl",
+                                     workers=workers)
+        finally:
+            stop.set()
+            thread.join()
+    tenths = [samples[len(samples) * k // 10] for k in range(1, 10)] + samples[-1:]
+    return {
+        "images": summary.done, "errors": summary.errors, "workers": workers,
+        "seconds": round(summary.seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mb_by_tenth": [round(v / 2**20, 1) for v in tenths],
+    }
+
+
+def default_detector() -> Path:
+    from templater.golden import default_root
+
+    return default_root() / "face" / "face_numba.py"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m templater.bench_collection",
                                      description=__doc__.split("\n\n")[0])
@@ -249,7 +294,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", help="Photos here (generated when it has none).")
     parser.add_argument("--detector", help="A face program [the committed face_numba.py].")
     parser.add_argument("--json", help="Write the rows here.")
+    parser.add_argument("--memory", type=int, metavar="N",
+                        help="Instead: the writer's peak RSS over N small photos.")
     args = parser.parse_args(argv)
+    if args.memory:
+        result = memory_check(args.memory, folder=args.folder)
+        print(json.dumps(result))
+        if args.json:
+            from templater.fileio import write_atomic
+
+            write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        return
     results = rows(args.folder, args.images, args.pixels, args.detector,
                    progress=lambda text: print(text, file=sys.stderr, flush=True))
     print(table(results))
