@@ -374,14 +374,13 @@ def run(
     images = find_images(paths)
     if not images:
         raise UsageError("no images found in " + ", ".join(paths))
+    runner = choose_runner(workers, scheduler, dask_local)
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     writer, done = open_results(out, source.digest, resume)
-    summary = Summary(images=len(images))
+    summary = Summary(images=len(images), runner=runner.describe())
     try:
         todo, summary.skipped = pending(images, done) if resume else (images, 0)
-        runner = choose_runner(workers, scheduler, dask_local)
-        summary.runner = runner.describe()
         bar = Progress(len(todo), progress, progress_interval) if progress is not None else None
         start = time.monotonic()
         for record in runner.map(source, todo, png_dir):

@@ -61,7 +61,10 @@ def _work(path: str, digest: str, png_dir: str | None) -> dict:
 
 
 def _init_local_worker(source: DetectorSource, parent: int) -> None:
+    import signal
     import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
     def orphaned() -> None:  # the parent was killed: do not linger
         while os.getppid() == parent:

@@ -73,9 +73,12 @@ def _check_detector(where: str, found: str | None, digest: str) -> None:
 class Writer:
     """Collects records and writes them a chunk at a time; `close` finishes the file."""
 
+    fd: int  # held open and locked for the whole run
+
     def __init__(self, path: Path, digest: str) -> None:
         self.path = path
         self.digest = digest
+        self.created = not path.exists()  # removed again if the run writes nothing
         self.buffer: list[dict] = []
         self.started = time.monotonic()
         self.written = 0
@@ -110,6 +113,7 @@ class JsonLinesWriter(Writer):
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        _lock(self.fd, path)
 
     def _write_chunk(self, records: list[dict]) -> None:
         data = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records).encode("utf-8")
@@ -123,6 +127,20 @@ class JsonLinesWriter(Writer):
             self.flush()
         finally:
             os.close(self.fd)
+            if self.created and self.written == 0:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+
+
+def _lock(fd: int, path: Path) -> None:
+    """Hold an exclusive lock for this run: a second run on the same RESULTS would write twice."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(f"{path}: another run is writing these results") from None
 
 
 def read_jsonl(path: Path, repair: bool = False) -> Iterator[dict]:
@@ -227,7 +245,10 @@ class ParquetWriter(Writer):
     def __init__(self, path: Path, digest: str, parts: Path) -> None:
         super().__init__(path, digest)
         self.parts = parts
+        self.created = self.created and not parts.exists()
         self.parts.mkdir(exist_ok=True)
+        self.fd = os.open(parts, os.O_RDONLY)
+        _lock(self.fd, path)
         self.next_part = len(_part_files(parts))
 
     def _write_chunk(self, records: list[dict]) -> None:
@@ -241,8 +262,14 @@ class ParquetWriter(Writer):
         self.next_part += 1
 
     def close(self) -> None:
-        self.flush()
-        merge_parquet(self.path, self.parts)
+        try:
+            self.flush()
+            if self.created and self.written == 0:
+                shutil.rmtree(self.parts, ignore_errors=True)
+            else:
+                merge_parquet(self.path, self.parts)
+        finally:
+            os.close(self.fd)
 
 
 def _part_files(parts: Path) -> list[Path]:
@@ -309,15 +336,21 @@ def open_results(path: str | os.PathLike, digest: str, resume: bool) -> tuple[Wr
     if is_parquet(path):
         import pyarrow  # noqa: F401  (a missing extra is named here, before any work)
 
-        if resume:
+        writer: Writer = ParquetWriter(path, digest, parts)
+    else:
+        writer = JsonLinesWriter(path, digest)  # locked before it is read
+    try:
+        if resume and is_parquet(path):
             _parquet_done(path, parts, done, digest)
-        return ParquetWriter(path, digest, parts), done
-    if resume and path.exists():
-        for record in read_jsonl(path, repair=True):
-            _check_detector(str(path), record.get("detector"), digest)
-            done.add(record["path"], record.get("sha256"))
-            done.records += 1
-    return JsonLinesWriter(path, digest), done
+        elif resume:
+            for record in read_jsonl(path, repair=True):
+                _check_detector(str(path), record.get("detector"), digest)
+                done.add(record["path"], record.get("sha256"))
+                done.records += 1
+    except BaseException:
+        os.close(writer.fd)
+        raise
+    return writer, done
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:

@@ -222,11 +222,25 @@ def test_parquet_resume_merges_the_parts_of_an_interrupted_run(photos, source, t
     images = collection.find_images([str(folder)])
     for path in images[:30]:
         writer.add(collection.detect_file(path, source.digest))
-    writer.flush()  # a part file written, then the run is killed before merging
+    writer.flush()  # a part file written, then the run is killed before merging:
+    os.close(writer.fd)  # its lock goes with it
     assert not out.exists() and len(list((tmp_path / "r.parquet.parts").iterdir())) == 1
     again = collection.run([str(folder)], source, out, workers=0, resume=True)
     assert again.skipped == 30 and again.done == len(images) - 30
     assert sorted(r["path"] for r in read_results(out)) == images
+
+
+@pytest.mark.parametrize("name", ["r.jsonl", "r.parquet"])
+def test_a_second_run_on_the_same_results_is_refused_while_the_first_writes(
+    source, tmp_path, name
+):
+    writer, _ = open_results(tmp_path / name, source.digest, resume=False)
+    try:
+        with pytest.raises(UsageError, match="another run is writing"):
+            open_results(tmp_path / name, source.digest, resume=True)
+    finally:
+        writer.close()
+    assert list(tmp_path.iterdir()) == []  # nothing written: nothing left behind
 
 
 def test_permission_denied_becomes_an_error_record(photos, source, tmp_path, monkeypatch):
