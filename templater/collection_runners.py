@@ -186,6 +186,7 @@ class DaskRunner:
 
         client, cluster = self._client()
         try:
+            # made here so that importing this module needs no dask; cloudpickle sends it by value
             plugin_class = type("DetectorPlugin", (_DetectorPlugin, WorkerPlugin), {})
             client.register_plugin(plugin_class(source), name=f"templater-{source.digest}")
             window = max(16, 4 * sum(client.nthreads().values()))

@@ -70,6 +70,19 @@ def _check_detector(where: str, found: str | None, digest: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Ctrl-C waits until the chunk is written (then raises): a chunk is written whole or not."""
+    import signal
+
+    blocked = {signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Writer:
     """Collects records and writes them a chunk at a time; `close` finishes the file."""
 
@@ -92,10 +105,11 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
-        if self.buffer:
-            self._write_chunk(self.buffer)
-            self.written += len(self.buffer)
-            self.buffer = []
+        records, self.buffer = self.buffer, []  # taken first: an interrupted write is never redone
+        if records:
+            with _no_interrupt():
+                self._write_chunk(records)
+            self.written += len(records)
         self.started = time.monotonic()
 
     def close(self) -> None:

@@ -152,8 +152,8 @@ def test_ctrl_c_keeps_what_came_back_and_resume_finishes(photos, tmp_path):
         _, stderr = first.communicate(timeout=120)
     finally:
         _kill_group(first)
-    assert first.returncode == 130 and "run the same command with --resume" in stderr
-    assert "Traceback" not in stderr
+    assert first.returncode == 130 and "run the same command with --resume" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
     stdout = _finish(_start(photos, out, "--workers", "2", "--resume"))
     assert "skipped (already in the results)" in stdout
     _every_image_once(photos, out)
