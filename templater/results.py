@@ -109,7 +109,7 @@ class Writer:
         if records:
             with _no_interrupt():
                 self._write_chunk(records)
-            self.written += len(records)
+                self.written += len(records)
         self.started = time.monotonic()
 
     def close(self) -> None:
@@ -140,8 +140,9 @@ class JsonLinesWriter(Writer):
         try:
             self.flush()
         finally:
+            empty = os.fstat(self.fd).st_size == 0
             os.close(self.fd)
-            if self.created and self.written == 0:
+            if self.created and empty:  # judged by the file itself, not by a counter
                 with contextlib.suppress(OSError):
                     self.path.unlink()
 
@@ -278,7 +279,7 @@ class ParquetWriter(Writer):
     def close(self) -> None:
         try:
             self.flush()
-            if self.created and self.written == 0:
+            if self.created and not _part_files(self.parts):
                 shutil.rmtree(self.parts, ignore_errors=True)
             else:
                 merge_parquet(self.path, self.parts)
