@@ -247,9 +247,9 @@ def compare(budget: int, seed: int, output: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
 @click.option("--threshold", type=float, default=None, help="Score a window must exceed [model's].")
 @click.option("--stride", type=int, default=None, help="Window step in pixels [2].")
-@click.option("--out", "results", type=click.Path(dir_okay=False),
+@click.option("--out", "results", metavar="RESULTS", type=click.Path(dir_okay=False),
               help="Collection: write one record per image here (.jsonl, or .parquet).")
-@click.option("--workers", type=click.IntRange(0), default=None,
+@click.option("--workers", metavar="N", type=click.IntRange(0), default=None,
               help="Collection: worker processes (0: in this process) [the cores].")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Collection: run on this dask.distributed scheduler.")
@@ -257,7 +257,7 @@ def compare(budget: int, seed: int, output: str) -> None:
               help="Collection: run on a dask LocalCluster of --workers processes.")
 @click.option("--resume", is_flag=True,
               help="Collection: finish an interrupted run, skipping images already in RESULTS.")
-@click.option("--png", "png_dir", type=click.Path(file_okay=False),
+@click.option("--png", "png_dir", metavar="DIR", type=click.Path(file_okay=False),
               help="Collection: write a picture of each image with faces into this folder.")
 def detect(
     detector: str, paths: tuple[str, ...], output: str | None, as_json: bool,
