@@ -156,6 +156,31 @@ def test_dask_cluster_writes_the_same_records_loading_the_program_once_per_worke
     assert os.getpid() not in pids.values()
 
 
+def test_dask_workers_that_cannot_see_the_program_compile_the_text_they_get(
+    photos, serial_records, cluster, tmp_path
+):
+    from distributed import Client
+
+    from templater.programs import import_program
+
+    copy = tmp_path / "face_numba.py"
+    copy.write_bytes(PROGRAM.read_bytes())
+    threshold = import_program(PROGRAM).THRESHOLD  # the default, given: another digest
+    moved = collection.detector_source(copy, threshold=threshold)
+    copy.unlink()  # no worker can read it there now
+    out = tmp_path / "r.jsonl"
+    folder = photos[0] / "set0"
+    collection.run([str(folder)], moved, out, scheduler=cluster.scheduler_address)
+    expected = [dict(r, detector=moved.digest) for r in serial_records
+                if r["path"].startswith(str(folder))]
+    assert comparable(read_results(out)) == expected
+    with Client(cluster) as client:
+        files = client.run(lambda: [m.__file__ for m in __import__("sys").modules.values()
+                                    if getattr(m, "__name__", "") == "face_numba"])
+    where = str(collection.PROGRAM_CACHE / moved.digest / "face_numba.py")
+    assert all(where in found for found in files.values()), files
+
+
 def test_dask_workers_get_the_program_as_text(tmp_path, monkeypatch, source):
     """A worker that cannot see the client's program file compiles the bytes it was sent."""
     moved = collection.DetectorSource(
