@@ -383,7 +383,7 @@ def run(
         todo, summary.skipped = pending(images, done) if resume else (images, 0)
         bar = Progress(len(todo), progress, progress_interval) if progress is not None else None
         start = time.monotonic()
-        for record in runner.map(source, todo, png_dir):
+        for record in runner.map(source, todo, png_dir) if todo else ():  # no cluster for none
             writer.add(record)
             summary.done += 1
             summary.faces += record["faces"]
