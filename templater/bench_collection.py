@@ -8,7 +8,10 @@ for `templater bench`.
 Each row times one runner over the same images, from the start of the run (workers started,
 detector loaded) to the last record, and also its steady rate: images after the first record
 of each worker, over the time after it (start-up left out), and the mean time the detector
-itself took per image inside the workers (it grows when other processes share the cores). The
+itself took per image inside the workers (it grows when other processes share the cores), and
+`busy`, the share of the workers' wall time spent inside the detector (the rest is the
+runner's overhead: start-up, reading, hashing, sending; it is the comparison that holds up on
+a loaded machine, where the detector's own time changes from row to row). The
 Dask rows run on a LocalCluster started before the clock starts (its own start is given apart),
 as `--scheduler` would use one.
 The machine's load average before and after each row is given: the numbers are only comparable
@@ -147,6 +150,7 @@ def _time_runner(runner: Any, source: Any, paths: list[str], first_k: int) -> di
         arrivals.append(time.perf_counter())
         detecting += record["seconds"]
     total = arrivals[-1] - start
+    workers = getattr(runner, "n", 1)
     k = min(first_k, len(arrivals) - 1)
     steady = (len(arrivals) - k) / (arrivals[-1] - arrivals[k - 1]) if k >= 1 else float("nan")
     return {
@@ -154,6 +158,7 @@ def _time_runner(runner: Any, source: Any, paths: list[str], first_k: int) -> di
         "images_per_second": round(len(paths) / total, 2),
         "steady_images_per_second": round(steady, 2),
         "detector_seconds_per_image": round(detecting / len(paths), 4),
+        "busy": round(detecting / (workers * total), 4),
         "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
     }
 
@@ -220,19 +225,19 @@ def overhead(results: list[dict[str, Any]]) -> dict[str, float]:
         local = [r for r in results if r["runner"] == "local workers"
                  and r["workers"] == dask["workers"]]
         if local:
-            for key in ("images_per_second", "steady_images_per_second"):
+            for key in ("images_per_second", "steady_images_per_second", "busy"):
                 out[key] = round(local[0][key] / dask[key] - 1.0, 4)
     return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [f"{'runner':<16}{'workers':>8}{'images':>8}{'seconds':>9}{'images/s':>10}"
-             f"{'steady/s':>10}{'detect s':>10}{'load 1-min':>12}"]
+             f"{'steady/s':>10}{'detect s':>10}{'busy':>7}{'load 1-min':>12}"]
     for r in results:
         lines.append(
             f"{r['runner']:<16}{r['workers']:>8}{r['images']:>8}{r['seconds']:>9.2f}"
             f"{r['images_per_second']:>10.2f}{r['steady_images_per_second']:>10.2f}"
-            f"{r['detector_seconds_per_image']:>10.4f}"
+            f"{r['detector_seconds_per_image']:>10.4f}{r['busy']:>7.3f}"
             f"{r['load_before']:>6.2f}-{r['load_after']:<5.2f}"
         )
     for key, value in overhead(results).items():

@@ -351,3 +351,18 @@ def test_dask_runner_without_distributed_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(UsageError, match=r"templater\[collections\]"):
         DaskRunner(None, 1)._client()
+
+
+def test_bench_rows_time_each_runner_over_the_same_photos(tmp_path):
+    from templater import bench_collection
+
+    rows = bench_collection.rows(tmp_path, images=6, pixels=5_000, local_workers=(1,),
+                                 dask_workers=0)
+    assert [(r["runner"], r["workers"]) for r in rows] == [("serial loop", 1),
+                                                            ("local workers", 1)]
+    for r in rows:
+        assert r["images"] == 6 and r["seconds"] > 0 and 0 < r["busy"] <= 1
+        assert r["images_per_second"] == pytest.approx(6 / r["seconds"], rel=0.01)
+    dask = dict(rows[1], runner="dask", images_per_second=rows[1]["images_per_second"] / 2)
+    assert bench_collection.overhead([*rows, dask])["images_per_second"] == pytest.approx(1.0)
+    assert "dask overhead against local workers" in bench_collection.table([*rows, dask])
