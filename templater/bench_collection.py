@@ -203,6 +203,34 @@ def rows(
     return out
 
 
+def pairs(
+    images: int = 200, pixels: int = 250_000, n: int = 2, repeats: int = 2,
+    progress: Any = None,
+) -> list[dict[str, Any]]:
+    """Local workers and Dask of `n` taken in turns, `repeats` times each, over the same photos:
+    on a shared machine, neighbours in time see about the same load."""
+    from distributed import LocalCluster
+
+    from templater import collection
+    from templater.collection_runners import DaskRunner, LocalRunner
+
+    say = progress or (lambda _text: None)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        make_photos(tmp, images, pixels)
+        paths = collection.find_images([tmp])
+        source = collection.detector_source(default_detector())
+        for k in range(repeats):
+            say(f"pair {k + 1} of {repeats}")
+            out.append({"runner": "local workers", "workers": n,
+                        **_time_runner(LocalRunner(n), source, paths, n)})
+            out.append({"runner": "dask", "workers": n,
+                        **_time_runner(DaskRunner(cluster.scheduler_address, n), source, paths, n)})
+    return out
+
+
 def _dask_row(source: Any, paths: list[str], n: int, say: Any) -> dict[str, Any]:
     from distributed import LocalCluster
 
@@ -304,9 +332,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", help="Photos here (generated when it has none).")
     parser.add_argument("--detector", help="A face program [the committed face_numba.py].")
     parser.add_argument("--json", help="Write the rows here.")
+    parser.add_argument("--pairs", type=int, metavar="K",
+                        help="Instead: local workers and Dask in turns, K times each.")
     parser.add_argument("--memory", type=int, metavar="N",
                         help="Instead: the writer's peak RSS over N small photos.")
     args = parser.parse_args(argv)
+    if args.pairs:
+        results = pairs(args.images, args.pixels, repeats=args.pairs,
+                        progress=lambda text: print(text, file=sys.stderr, flush=True))
+        print(table(results))
+        for local, dask in zip(results[::2], results[1::2], strict=True):
+            rate = local["images_per_second"] / dask["images_per_second"] - 1
+            busy = local["busy"] / dask["busy"] - 1
+            print(f"pair: dask overhead {100 * rate:+.1f} % (images/s), {100 * busy:+.1f} % (busy)")
+        if args.json:
+            from templater.fileio import write_atomic
+
+            write_atomic(args.json, json.dumps({"pairs": results}, indent=2) + "\n")
+        return
     if args.memory:
         result = memory_check(args.memory, folder=args.folder)
         print(json.dumps(result))
