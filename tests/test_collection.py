@@ -321,11 +321,13 @@ def test_cli_collection_with_pictures_and_a_summary(photos, tmp_path):
          "not both"),
     ],
 )
-def test_cli_refuses_option_mixes(photos, tmp_path, extra, words):
+def test_cli_refuses_option_mixes(photos, tmp_path, monkeypatch, extra, words):
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         main, ["detect", str(PROGRAM), str(photos[0] / "set0"), *extra]
     )
     assert result.exit_code == 2 and words in result.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
 def test_cli_dask_local_runs_a_local_cluster(photos, tmp_path):
