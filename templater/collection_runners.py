@@ -1,6 +1,6 @@
 """Collection runners: in this process, in local worker processes, or on dask.distributed.
 
-Each runner's `map(source, paths, png_dir)` runs `collection.detect_file` on every path and
+Each runner's `map(source, paths, png_dir)` runs `collection_worker.detect_file` on every path and
 yields the records as they come back (in completion order), keeping a bounded number of images
 in flight so that memory stays flat however large the collection.
 """
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from templater.collection import DetectorSource, detect_file, error_record, load
+from templater.collection_worker import DetectorSource, detect_file, error_record, load
 from templater.errors import TemplaterError, UsageError
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from templater import collection
+from templater import collection, collection_worker
 from templater.bench_collection import BROKEN, make_photos, write_broken
 from templater.cli import main
 from templater.collection_runners import DaskRunner, LocalRunner
@@ -150,7 +150,7 @@ def test_dask_cluster_writes_the_same_records_loading_the_program_once_per_worke
     assert summary.runner.startswith("dask at tcp://")
     assert comparable(read_results(out)) == serial_records
     with Client(cluster) as client:
-        loads = client.run(lambda: collection.load_calls)
+        loads = client.run(lambda: collection_worker.load_calls)
         pids = client.run(os.getpid)
     assert len(loads) == 2 and set(loads.values()) == {1}, loads
     assert os.getpid() not in pids.values()
@@ -177,7 +177,7 @@ def test_dask_workers_that_cannot_see_the_program_compile_the_text_they_get(
     with Client(cluster) as client:
         files = client.run(lambda: [m.__file__ for m in __import__("sys").modules.values()
                                     if getattr(m, "__name__", "") == "face_numba"])
-    where = str(collection.PROGRAM_CACHE / moved.digest / "face_numba.py")
+    where = str(collection_worker.PROGRAM_CACHE / moved.digest / "face_numba.py")
     assert all(where in found for found in files.values()), files
 
 
@@ -186,11 +186,11 @@ def test_dask_workers_get_the_program_as_text(tmp_path, monkeypatch, source):
     moved = collection.DetectorSource(
         source.kind, source.name, source.data, source.settings, str(tmp_path / "gone.py")
     )
-    monkeypatch.setattr(collection, "PROGRAM_CACHE", tmp_path / "cache")
-    path = collection._file_on_disk(moved)
+    monkeypatch.setattr(collection_worker, "PROGRAM_CACHE", tmp_path / "cache")
+    path = collection_worker._file_on_disk(moved)
     assert path == tmp_path / "cache" / moved.digest / "face_numba.py"
     assert path.read_bytes() == source.data
-    assert collection._file_on_disk(moved) == path  # a second worker finds it there
+    assert collection_worker._file_on_disk(moved) == path  # a second worker finds it there
 
 
 def test_a_worker_that_cannot_load_the_detector_stops_the_run(photos, tmp_path):
@@ -279,7 +279,7 @@ def test_permission_denied_becomes_an_error_record(photos, source, tmp_path, mon
     if os.geteuid() != 0:  # root reads anything: there, stand in for the refusal
         image.chmod(0)
     else:
-        monkeypatch.setattr(collection, "file_sha256", refuse)
+        monkeypatch.setattr(collection_worker, "file_sha256", refuse)
     record = collection.detect_file(str(image), source.digest)
     assert record["error"].endswith("cannot read: Permission denied") and record["faces"] == 0
 
