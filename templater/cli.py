@@ -267,22 +267,67 @@ def compare(budget: int, seed: int, output: str) -> None:
 # -- detection: detect, demo -----------------------------------------------------------------------
 @main.command()
 @click.argument("detector", metavar="MODEL_OR_PROGRAM", type=click.Path(dir_okay=False))
-@click.argument("image", type=click.Path(dir_okay=False))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write the picture with boxes (PNG)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
 @click.option("--threshold", type=float, default=None, help="Score a window must exceed [model's].")
 @click.option("--stride", type=int, default=None, help="Window step in pixels [2].")
+@click.option("--out", "results", metavar="RESULTS", type=click.Path(dir_okay=False),
+              help="Collection: write one record per image here (.jsonl, or .parquet).")
+@click.option("--workers", metavar="N", type=click.IntRange(0), default=None,
+              help="Collection: worker processes (0: in this process) [the cores].")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Collection: run on this dask.distributed scheduler.")
+@click.option("--dask", "dask_mode", type=click.Choice(["local"]),
+              help="Collection: run on a dask LocalCluster of --workers processes.")
+@click.option("--resume", is_flag=True,
+              help="Collection: finish an interrupted run, skipping images already in RESULTS.")
+@click.option("--png", "png_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Collection: write a picture of each image with faces into this folder.")
 def detect(
-    detector: str, image: str, output: str | None, as_json: bool, threshold: float | None,
-    stride: int | None,
+    detector: str, paths: tuple[str, ...], output: str | None, as_json: bool,
+    threshold: float | None, stride: int | None, results: str | None, workers: int | None,
+    scheduler: str | None, dask_mode: str | None, resume: bool, png_dir: str | None,
 ) -> None:
-    """Find faces in IMAGE (PNG, JPEG or .npy) with a face program (.py) or model.
+    """Find faces in photos (PNG, JPEG or .npy) with a face program (.py) or model.
+
+    One IMAGE: prints its boxes (or, with -o, draws them). A collection (files, folders searched
+    recursively, globs) with --out RESULTS: one record per image (path, content hash, size, boxes,
+    detector digest, time) in JSON Lines, or Parquet for a .parquet name; local worker
+    processes by default, dask with --scheduler or --dask local; --resume skips what RESULTS
+    already holds. Unreadable images become records with an error, and the run goes on.
 
     Colour is converted to gray (0.2125 R + 0.7154 G + 0.0721 B; transparency composited on
     white first). Boxes are (row, col, size, score) in image pixels, best first.
     """
+    collection_options = (results, workers, scheduler, dask_mode, png_dir)
+    import glob
+
+    one = paths[0]
+    single = len(paths) == 1 and not os.path.isdir(one) and (
+        os.path.exists(one) or not glob.has_magic(one)
+    )
+    if single and not resume and all(o is None for o in collection_options):
+        _detect_one(detector, paths[0], output, as_json, threshold, stride)
+        return
+    from templater.errors import UsageError
+
+    if results is None:
+        raise UsageError("a collection needs --out RESULTS (a .jsonl or .parquet file)")
+    if output or as_json:
+        raise UsageError("-o and --json are for one image; with --out use --png DIR for pictures")
+    _detect_collection(
+        detector, paths, results, threshold, stride, workers, scheduler, dask_mode, resume,
+        png_dir,
+    )
+
+
+def _detect_one(
+    detector: str, image: str, output: str | None, as_json: bool, threshold: float | None,
+    stride: int | None,
+) -> None:
     from templater.detect import detect as run_detect
     from templater.detect import format_boxes
 
@@ -298,6 +343,32 @@ def detect(
         )
     if output:
         click.echo(f"wrote {output}", err=True)
+
+
+def _detect_collection(
+    detector: str, paths: tuple[str, ...], results: str, threshold: float | None,
+    stride: int | None, workers: int | None, scheduler: str | None, dask_mode: str | None,
+    resume: bool, png_dir: str | None,
+) -> None:
+    from templater import collection
+
+    source = collection.detector_source(detector, threshold, stride)
+    try:
+        summary = collection.run(
+            paths, source, results, workers=workers, scheduler=scheduler,
+            dask_local=dask_mode == "local", resume=resume, png_dir=png_dir,
+            progress=sys.stderr,
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: the records that came back are in {results}; run the same command "
+            "with --resume to finish",
+            err=True,
+        )
+        sys.exit(130)
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"wrote {results}" + (f" and pictures in {png_dir}" if png_dir else ""), err=True)
 
 
 @main.command()
