@@ -266,7 +266,7 @@ def compare(budget: int, seed: int, output: str) -> None:
 
 # -- detection: detect, demo -----------------------------------------------------------------------
 @main.command()
-@click.argument("detector", metavar="MODEL_OR_PROGRAM", type=click.Path(dir_okay=False))
+@click.argument("detector", metavar="DETECTOR", type=click.Path(dir_okay=False))
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write the picture with boxes (PNG)."
@@ -291,7 +291,13 @@ def detect(
     threshold: float | None, stride: int | None, results: str | None, workers: int | None,
     scheduler: str | None, dask_mode: str | None, resume: bool, png_dir: str | None,
 ) -> None:
-    """Find faces in photos (PNG, JPEG or .npy) with a face program (.py) or model.
+    """Find faces in photos (PNG, JPEG or .npy) with DETECTOR: `mtcnn` (the committed compiled
+    MTCNN), `own` (the committed convolutional detector), `dense` (the committed 625-16-1), or
+    the path of a face program (.py) or model.
+
+    MTCNN-style programs (find_faces(image, min_face=...)) see the colour photo and print boxes
+    as x0 y0 x1 y1 score; in a collection, boxes are written as (row, col, size, score) like the
+    other detectors' (size: the box's larger side).
 
     One IMAGE: prints its boxes (or, with -o, draws them). A collection (files, folders searched
     recursively, globs) with --out RESULTS: one record per image (path, content hash, size, boxes,
@@ -305,12 +311,18 @@ def detect(
     collection_options = (results, workers, scheduler, dask_mode, png_dir)
     import glob
 
+    from templater.face_demo import detector_path, is_mtcnn_style
+
+    detector = detector_path(detector)
     one = paths[0]
     single = len(paths) == 1 and not os.path.isdir(one) and (
         os.path.exists(one) or not glob.has_magic(one)
     )
     if single and not resume and all(o is None for o in collection_options):
-        _detect_one(detector, paths[0], output, as_json, threshold, stride)
+        if is_mtcnn_style(detector):
+            _detect_one_colour(detector, paths[0], output, as_json)
+        else:
+            _detect_one(detector, paths[0], output, as_json, threshold, stride)
         return
     from templater.errors import UsageError
 
@@ -322,6 +334,28 @@ def detect(
         detector, paths, results, threshold, stride, workers, scheduler, dask_mode, resume,
         png_dir,
     )
+
+
+def _detect_one_colour(detector: str, image: str, output: str | None, as_json: bool) -> None:
+    import json
+
+    from templater.face_demo import find_with, picture, read_rgb
+    from templater.fileio import write_atomic
+
+    rgb = read_rgb(image)
+    (boxes, scores, marks), seconds = find_with(detector, rgb)
+    if as_json:
+        click.echo(json.dumps({
+            "boxes": [[float(v) for v in b] for b in boxes], "scores": [float(s) for s in scores],
+            "landmarks": [[[float(v) for v in p] for p in m] for m in marks], "seconds": seconds,
+        }))
+    else:
+        for box, score in zip(boxes, scores, strict=True):
+            click.echo(" ".join(f"{float(v)!r}" for v in (*box, score)))
+        click.echo(f"{len(boxes)} face(s), {seconds:.3f} s ({detector})", err=True)
+    if output:
+        write_atomic(output, picture(rgb, boxes, scores, marks))
+        click.echo(f"wrote {output}", err=True)
 
 
 def _detect_one(

@@ -94,7 +94,10 @@ def detector_source(
         if stride < 1:
             raise UsageError(f"--stride must be at least 1, got {stride}")
         settings.append(("stride", int(stride)))
-    return DetectorSource("file", path.name, data, tuple(settings), str(path.resolve()))
+    from templater.face_demo import is_mtcnn_style
+
+    kind = "mtcnn" if is_mtcnn_style(path) else "file"
+    return DetectorSource(kind, path.name, data, tuple(settings), str(path.resolve()))
 
 
 def _file_on_disk(source: DetectorSource) -> Path:
@@ -146,6 +149,25 @@ def _load_file(source: DetectorSource, threads: int | None) -> Finder:
 
 
 register_loader("file", _load_file)
+
+
+def _load_mtcnn(source: DetectorSource, threads: int | None) -> Finder:
+    """An MTCNN-style program (find_faces(image, min_face=...)): boxes x0, y0, x1, y1 become
+    (row, col, size, score) with size the larger side, like the other detectors' records."""
+    from templater.programs import import_program
+
+    del threads  # the cascade runs on one thread
+    module = import_program(_file_on_disk(source))
+
+    def finder(gray: np.ndarray) -> np.ndarray:
+        boxes, scores, _ = module.find_faces(gray * 255.0)
+        size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        return np.column_stack([boxes[:, 1], boxes[:, 0], size, scores]).reshape(-1, 4)
+
+    return finder
+
+
+register_loader("mtcnn", _load_mtcnn)
 
 # The detectors this process has loaded, by digest: each is loaded once per process.
 _loaded: dict[str, Finder] = {}

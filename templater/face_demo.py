@@ -30,16 +30,48 @@ def committed_detectors(root: Path | None = None) -> list[str]:
     return [str(root / p) for p in COMMITTED if (root / p).is_file()]
 
 
-def find_faces(rgb: np.ndarray, min_face: int = MIN_FACE) -> tuple[Any, float]:
-    """The compiled MTCNN program's faces in `rgb` and the seconds the call took (after a
-    first call that compiles the kernels or loads them from numba's cache)."""
+# Detectors by name: the committed programs.
+NAMED = {"mtcnn": "mtcnn/mtcnn_numba.py", "own": "own/own_numba.py", "dense": "face/face_numba.py"}
+
+
+def detector_path(name_or_path: str) -> str:
+    """A committed detector's program by name (mtcnn, own, dense), else the path as given."""
+    if name_or_path in NAMED:
+        return str(default_root() / NAMED[name_or_path])
+    return name_or_path
+
+
+def is_mtcnn_style(path: str | Path) -> bool:
+    """Whether a program's find_faces takes the colour photo and `min_face` (read as text,
+    without running it)."""
+    import ast
+
+    path = Path(path)
+    if path.suffix != ".py" or not path.is_file():
+        return False
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(
+        isinstance(node, ast.FunctionDef) and node.name == "find_faces"
+        and "min_face" in [a.arg for a in node.args.args]
+        for node in tree.body
+    )
+
+
+def find_with(program_path: str | Path, rgb: np.ndarray, min_face: int = MIN_FACE):
+    """A program's faces in `rgb` and the seconds the call took (after a first call that
+    compiles the kernels or loads them from numba's cache)."""
     from templater.programs import import_program
 
-    program = import_program(default_root() / "mtcnn" / "mtcnn_numba.py")
+    program = import_program(program_path)
     program.find_faces(rgb[:64, :64], min_face=min_face)  # compile (or load the cache)
     start = time.perf_counter()
     found = program.find_faces(rgb, min_face=min_face)
     return found, time.perf_counter() - start
+
+
+def find_faces(rgb: np.ndarray, min_face: int = MIN_FACE) -> tuple[Any, float]:
+    """The compiled MTCNN program's faces in `rgb` and the seconds the call took."""
+    return find_with(default_root() / NAMED["mtcnn"], rgb, min_face)
 
 
 def picture(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, marks: np.ndarray) -> bytes:

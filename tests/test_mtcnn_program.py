@@ -104,3 +104,22 @@ def test_embed_example_runs_the_copied_file_alone(tmp_path, program):
     boxes, scores, _ = program.find_faces(image, min_face=24)
     got = np.array([[float(v) for v in line.split()[:5]] for line in run.stdout.splitlines()])
     assert np.array_equal(got.reshape(-1, 5), np.column_stack([boxes, scores]))
+
+
+def test_detect_by_name_finds_the_astronaut_in_colour(tmp_path, program):
+    from click.testing import CliRunner
+    from PIL import Image
+    from skimage import data
+
+    from templater.cli import main
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    result = CliRunner().invoke(
+        main, ["detect", "mtcnn", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "o.png")]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    boxes, scores, _ = program.find_faces(data.astronaut(), min_face=24)
+    assert len(lines) == len(boxes) >= 1
+    with Image.open(tmp_path / "o.png") as drawn:
+        assert drawn.size == (512, 512)
