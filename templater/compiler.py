@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -27,6 +28,8 @@ from templater.targets import Target, get_target
 
 # find_faces refuses a pyramid level above this many pixels (a 8k x 8k level is 512 MB).
 MAX_LEVEL_PIXELS = 1 << 26
+# What the numba template's PROGRAM_KEY holds until the text around it is known.
+_KEY_PENDING = "pending"
 
 _TITLES = {
     "python": (
@@ -152,7 +155,7 @@ def render_program(
     imports = ""
     if target.name == "numba":
         imports = (
-            "import math\nimport os\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+            "import math\nimport os\nimport sys\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
             "import numpy as np\nfrom numba import njit"
         )
     head = net.head
@@ -165,6 +168,7 @@ def render_program(
         "target_note": note,
         "layouts": ", ".join(layouts),
         "imports": imports,
+        "program_key_repr": repr(_KEY_PENDING),
         # Text from the model file reaches the program only through repr().
         "name_repr": repr(net.name),
         "layer_names_repr": repr(tuple(layer.name for layer in net.layers)),
@@ -195,7 +199,16 @@ def render_program(
         **_stage_context(stages, block_body, emitter),
         **_scanner_context(net),
     }
-    return render(target.template, context)
+    return _with_program_key(render(target.template, context))
+
+
+def _with_program_key(text: str) -> str:
+    """`text` with its PROGRAM_KEY line (numba) set to a digest of the rest of the text."""
+    line = f"\nPROGRAM_KEY = {_KEY_PENDING!r}\n"  # a repr() of model text holds no newline
+    if line not in text:
+        return text
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return text.replace(line, f"\nPROGRAM_KEY = {key!r}\n", 1)
 
 
 def _stage_context(

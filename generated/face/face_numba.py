@@ -9,6 +9,7 @@ Layer layouts: table, unrolled. Regenerate from the model file; do not edit by h
 
 import math
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -1284,6 +1285,57 @@ L1_B = np.array((
     0.4623984423702933, 1.2648230689002846, 2.86027730026556, 2.0120414949630288, 2.0053236061421296, 2.1603278979311793, 3.0112900252451804, 2.874171880718866,
 ))
 
+# numba caches compiled functions on disk (cache=True), recording each one's module by name and
+# importing that name to load it again. The functions below take a module name of their own,
+# made from this file's text and registered before they are defined, so the cache works however
+# the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
+# file. Their cache files carry the same key, so an edited or regenerated file never loads them;
+# where no folder is writable, or a cache file is unreadable, the functions just compile.
+PROGRAM_KEY = 'c67e66b7275d9fbf'
+_CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
+
+
+class _Namespace:
+    """What sys.modules holds under _CACHE_MODULE: an object whose attributes are our globals."""
+
+
+if _CACHE_MODULE not in sys.modules:
+    sys.modules[_CACHE_MODULE] = _Namespace()
+    sys.modules[_CACHE_MODULE].__dict__ = globals()
+
+
+def _cache_miss_on_error(method):
+    # numba raises on a truncated or foreign cache file; treat it as absent and compile
+    def call(*args):
+        try:
+            return method(*args)
+        except Exception:
+            return None
+
+    return call
+
+
+def _jit(signature=None, **options):
+    """njit(cache=True, **options) under _CACHE_MODULE; `signature` compiles it now, and only it."""
+
+    def compile_function(function):
+        function.__module__ = _CACHE_MODULE
+        function.__qualname__ = f"{function.__name__}_{PROGRAM_KEY}"
+        try:
+            dispatcher = njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder: compile on every load
+            dispatcher = njit(**options)(function)
+        cache = getattr(dispatcher, "_cache", None)
+        if cache is not None and hasattr(cache, "load_overload"):
+            cache.load_overload = _cache_miss_on_error(cache.load_overload)
+            cache.save_overload = _cache_miss_on_error(cache.save_overload)
+        if signature is not None:
+            dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
+
+    return compile_function
+
 # Rows the batch and scan kernel scores per pass (each weight it loads serves BLOCK rows), and
 # the smallest share of a batch worth a thread of its own.
 BLOCK = 4
@@ -1302,7 +1354,7 @@ STAGE_UNITS = 8
 BOUND_FROM = 8
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _tail(l1_h):
     # The unrolled layers, from their input vector; both kernels call this one copy.
     # layer 2: dense 16 -> 1, identity, unrolled
@@ -1329,7 +1381,7 @@ def _tail(l1_h):
     return l2_h0
 
 
-@njit("float64(float64[::1])", cache=True)
+@_jit("float64(float64[::1])")
 def _kernel(x):
     # x of the wrong length, or holding NaN or infinity, gives NaN: the caller says which
     # problem. x - x != 0 for NaN and infinity only, and the loop vectorises as it has no early exit.
@@ -1448,7 +1500,7 @@ def _kernel(x):
     return _tail(l1_h)
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _rows_kernel(x, out):
     """_kernel of each row of x (at least BLOCK rows) into out, BLOCK rows per pass; False when
     an input is NaN or infinite. Compiled on first use, as are the scanner's functions."""
@@ -1652,7 +1704,7 @@ def _rows_kernel(x, out):
     return finite
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _scan_kernel(x, out, threshold):
     """_rows_kernel for find_faces's windows (finite, at least BLOCK rows): a window scoring above
     threshold gets its exact score, any other one its score or an upper bound of it that is at
@@ -2091,7 +2143,7 @@ def _pyramid_level(image, s):
     return out
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _reflect(i, n):
     # An index mirrored about the edge pixels into 0..n-1 (-1 -> 1, n -> n - 2).
     if n == 1:
@@ -2101,7 +2153,7 @@ def _reflect(i, n):
     return period - i if i > n - 1 else i
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _blur(image, weights):
     # templater.scan.blur: along each row, then each column; every output adds its taps from
     # -R up, starting at 0.0, so the sums are the reference's bit for bit. The loops run over
@@ -2126,7 +2178,7 @@ def _blur(image, weights):
     return out
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _resample(image, s, out):
     # templater.scan.pyramid_level element by element, the same operations in the same types
     # (numpy's gathers and temporaries took a fifth of a scan's time).
@@ -2152,7 +2204,7 @@ def _resample(image, s, out):
             out[r, c] = top + fy * (bottom - top)
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _level_scores(level, stride, first, step, scores, threshold):
     # Window rows first, first + step, ... of a level into scores (one thread's share). GROUP
     # windows at a time are copied into one contiguous buffer (3-4x faster than strided reads).
@@ -2190,7 +2242,7 @@ def _level_candidates(level, stride, s, threshold):
     )
 
 
-@njit(cache=True)
+@_jit()
 def _suppress(boxes, overlap):
     # Greedy NMS over boxes sorted best first: which ones survive.
     n = boxes.shape[0]
