@@ -65,9 +65,10 @@ def compile_command(
 ) -> None:
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
-    from templater.fileio import write_atomic
+    from templater.fileio import check_output, write_atomic
     from templater.importers import load_any
 
+    check_output(output, [model], (".py",))
     source = compile_network(load_any(model), target, layout, dtype=dtype)
     if output:
         write_atomic(output, source)
@@ -168,7 +169,9 @@ def train(
 ) -> None:
     """Train the face / non-face template on scikit-image's faces and photos."""
     from templater import train as training
+    from templater.fileio import check_output
 
+    check_output(output, [], (".npz",))
     recipe = {  # options not given keep TrainConfig's defaults (the shipped recipe)
         "bootstrap": bootstrap, "ensemble": ensemble, "mirror": mirror,
         "photo_windows": photo_windows,
@@ -231,7 +234,9 @@ def train(
 def compare(budget: int, seed: int, output: str) -> None:
     """SGD vs random search vs hill climbing on one template at one evaluation budget."""
     from templater import compare as comparison
+    from templater.fileio import check_output
 
+    check_output(output, [], (".png",))
     result = comparison.compare(budget=budget, seed=seed, output=output)
     click.echo(comparison.table(result))
     click.echo(f"wrote {output}")
@@ -258,7 +263,9 @@ def detect(
     """
     from templater.detect import detect as run_detect
     from templater.detect import format_boxes
+    from templater.fileio import check_output
 
+    check_output(output, [detector, image], (".png",))
     found = run_detect(detector, image, threshold=threshold, stride=stride, output=output)
     if as_json:
         click.echo(found.to_json())
@@ -340,7 +347,9 @@ def diff_command(
     import json
 
     from templater.diff import diff, write_png
+    from templater.fileio import check_output
 
+    check_output(png, [a, b, data], (".png",))
     result = diff(a, b, target, layout, None if data == "none" else data, context)
     drawn = write_png(result, png) if png else 0
     if as_json:
@@ -416,11 +425,10 @@ def import_command(
     ONNX files are read without external data; .pt/.pth/.pkl/.joblib are refused (they would
     need unpickling): use templater.from_torch / from_sklearn on the in-memory object instead.
     """
-    from templater.errors import UsageError
+    from templater.fileio import check_output
     from templater.importers import import_file
 
-    if not output.lower().endswith(".npz"):
-        raise UsageError(f"{output}: the output must be a .npz model file")
+    check_output(output, [model], (".npz",))
     net = import_file(model, tensor=tensor, head=head, threshold=threshold)
     net.save(output)
     click.echo(f"wrote {output}: {net.architecture}, {net.head.kind} head")
@@ -451,8 +459,9 @@ def bench_command(
 ) -> None:
     """Measure compile cost, call rates and scan speed against numpy, numba and onnxruntime."""
     from templater import bench
-    from templater.fileio import write_atomic
+    from templater.fileio import check_output, write_atomic
 
+    check_output(json_path, [], (".json",))
     config = bench.BenchConfig(
         archs=archs or bench.ARCHS, quick=quick, layout=layout, seed=seed, scan=not no_scan,
         onnx=not no_onnx, sweep=sweep, dtypes=dtypes or ("float64",),
