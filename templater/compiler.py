@@ -155,7 +155,8 @@ def render_program(
     imports = ""
     if target.name == "numba":
         imports = (
-            "import math\nimport os\nimport sys\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+            "import math\nimport os\nimport sys\n"
+            "from concurrent.futures import ThreadPoolExecutor\n\n"
             "import numpy as np\nfrom numba import njit"
         )
     head = net.head

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,8 @@ def from_bytes(data: bytes, where: str = "<bytes>") -> Network:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = {info.filename: info for info in archive.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        # NotImplementedError: a zip version or feature Python's zipfile does not read
         raise MalformedModelError(
             f"{where}: file is truncated or not a templater .npz model file ({exc})"
         ) from exc
@@ -261,7 +264,10 @@ def _read_member(
             body = handle.read(nbytes + 1)
     except TemplaterError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (
+        zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError,
+        RuntimeError, zlib.error, lzma.LZMAError,
+    ) as exc:  # a compression method zipfile lacks, an encrypted member, corrupt deflate data
         raise MalformedModelError(
             f"{where}: member {name} is truncated or not an .npy array ({exc})"
         ) from exc
