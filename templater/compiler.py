@@ -34,7 +34,7 @@ _KEY_PENDING = "pending"
 _TITLES = {
     "python": (
         "pure Python",
-        "Pure Python with no imports: copy this one file anywhere and call score(x).",
+        "Pure Python with no imports: copy this one file anywhere.",
     ),
     "numba": (
         "a Numba program",

@@ -4,6 +4,8 @@ Compiled from a trained model: every learned weight is a literal below, every Re
 if/else.
 Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions
 on first use (all cached on disk).
+Call scores(x) for the outputs, predict(x) for the class label, predict_index(x) for its index.
+score_batch(rows) does the same for many inputs at once.
 Layer layouts: table, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
@@ -169,7 +171,7 @@ L1_B = np.array((
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = 'dbd87c4018d41c74'
+PROGRAM_KEY = '459f4900da306f37'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -676,17 +678,39 @@ def _not_finite():
     return ValueError("inputs must be finite: found NaN or infinity")
 
 
+def _overflow(value):
+    # Finite inputs whose outputs overflow get an error, never a result that looks normal.
+    return ValueError(
+        f"the network's output is {value!r} for finite inputs: an overflow (inputs too large)"
+    )
+
+
+def _is_real(v):
+    # int, float and numpy's integer and float scalars: never bool, complex or strings.
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return isinstance(v, (int, float)) or kind in ("f", "i", "u")
+
+
 def scores(x):
     """The network's N_OUTPUTS outputs for one input: a 1-D array of N_INPUTS numbers."""
     out = np.empty(N_OUTPUTS)
     if not _kernel(_rows(x, 1), out):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out
 
 
-def predict(x):
+def predict_index(x):
     """The index of the largest output (the first one on ties)."""
     return int(np.argmax(scores(x)))
+
+
+def predict(x):
+    """The class of the largest output: its label, LABELS[predict_index(x)]."""
+    return LABELS[predict_index(x)]
 
 
 def score_batch(rows):
@@ -707,4 +731,6 @@ def score_batch(rows):
     _parallel(run, parts)
     if not all(finite):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out[:n].copy() if n < BLOCK else out

@@ -4,6 +4,8 @@ Compiled from a trained model: every learned weight is a literal below, every Re
 if/else, and the decision `score > THRESHOLD`.
 Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions
 on first use (all cached on disk).
+Call score(x) for the output, decide(x) for the decision.
+score_batch(rows) does the same for many inputs at once.
 Layer layouts: table, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
@@ -1291,7 +1293,7 @@ L1_B = np.array((
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = 'c67e66b7275d9fbf'
+PROGRAM_KEY = '279ff7b310366f47'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -2062,6 +2064,21 @@ def _not_finite():
     return ValueError("inputs must be finite: found NaN or infinity")
 
 
+def _overflow(value):
+    # Finite inputs whose outputs overflow get an error, never a result that looks normal.
+    return ValueError(
+        f"the network's output is {value!r} for finite inputs: an overflow (inputs too large)"
+    )
+
+
+def _is_real(v):
+    # int, float and numpy's integer and float scalars: never bool, complex or strings.
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return isinstance(v, (int, float)) or kind in ("f", "i", "u")
+
+
 def score(x):
     """The network's output for one input: a 1-D array of N_INPUTS numbers."""
     # Fast path, one compiled call: numba refuses (TypeError) all but a writable C-contiguous
@@ -2071,12 +2088,12 @@ def score(x):
         value = _kernel(x)
     except TypeError:
         value = math.nan
-    if value == value:
+    if value - value == 0.0:  # finite: the usual case
         return value
     x = _rows(x, 1)
     value = _kernel(x)
-    if value != value and not np.isfinite(x).all():
-        raise _not_finite()
+    if value - value != 0.0:
+        raise _not_finite() if not np.isfinite(x).all() else _overflow(value)
     return value
 
 
@@ -2103,6 +2120,8 @@ def score_batch(rows):
     _parallel(run, parts)
     if not all(finite):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out[:n].copy() if n < BLOCK else out
 
 
@@ -2115,6 +2134,10 @@ DEFAULT_STRIDE = 2
 DEFAULT_OVERLAP = 0.3
 # Largest pyramid level scanned, in pixels: bounds memory for huge images or scales.
 MAX_LEVEL_PIXELS = 67_108_864
+# A scan scores at most MAX_SCAN_WINDOWS windows over all its levels (its time budget:
+# about a minute at the 1 M windows a second
+# of a 625-128-1 network on one core); one asking for more is refused before any work.
+MAX_SCAN_WINDOWS = 67_108_864
 # Windows copied into one buffer and scored together.
 GROUP = 32
 
@@ -2299,8 +2322,8 @@ def _settings(scales, stride, threshold, overlap):
         raise TypeError(f"scales must be a sequence of numbers, got {type(scales).__name__}")
     checked = []
     for s in scales:
-        if isinstance(s, (str, bytes, bool)) or not hasattr(s, "__float__"):
-            raise TypeError(f"each scale must be a number, got {type(s).__name__}")
+        if not _is_real(s):
+            raise TypeError(f"each scale must be a real number, got {type(s).__name__}")
         s = float(s)
         if not (math.isfinite(s) and s > 0.0):
             raise ValueError(f"each scale must be a positive finite number, got {s!r}")
@@ -2311,13 +2334,32 @@ def _settings(scales, stride, threshold, overlap):
         raise ValueError(f"stride must be at least 1, got {stride}")
     values = []
     for name, v in (("threshold", threshold), ("overlap", overlap)):
-        if isinstance(v, (str, bytes, bool)) or not hasattr(v, "__float__"):
-            raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+        if not _is_real(v):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
         v = float(v)
         if not math.isfinite(v):
             raise ValueError(f"{name} must be finite, got {v!r}")
         values.append(v)
     return checked, int(stride), values[0], values[1]
+
+
+def _check_budget(levels, stride):
+    """Refuse levels (rows, cols) beyond MAX_LEVEL_PIXELS, or beyond MAX_SCAN_WINDOWS windows
+    in all, before any work; levels smaller than the window are skipped by the scan."""
+    windows = 0
+    for rows, cols in levels:
+        if rows < WINDOW or cols < WINDOW:
+            continue
+        if rows * cols > MAX_LEVEL_PIXELS:
+            raise ValueError(
+                f"a scale makes a {rows}x{cols} level, more than {MAX_LEVEL_PIXELS} pixels"
+            )
+        windows += ((rows - WINDOW) // stride + 1) * ((cols - WINDOW) // stride + 1)
+    if windows > MAX_SCAN_WINDOWS:
+        raise ValueError(
+            f"the scan would score {windows} windows, more than MAX_SCAN_WINDOWS "
+            f"({MAX_SCAN_WINDOWS}): use fewer or smaller scales, or a larger stride"
+        )
 
 
 def find_faces(
@@ -2344,16 +2386,16 @@ def find_faces(
     scales, stride, threshold, overlap = _settings(
         scales, stride, THRESHOLD if threshold is None else threshold, overlap
     )
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap must lie in [0, 1], got {overlap!r}")
+    _check_budget([(math.floor(img.shape[0] * s), math.floor(img.shape[1] * s)) for s in scales],
+                  stride)
     parts = []
     for s in scales:
         rows = math.floor(img.shape[0] * s)
         cols = math.floor(img.shape[1] * s)
         if rows < WINDOW or cols < WINDOW:
             continue
-        if rows * cols > MAX_LEVEL_PIXELS:
-            raise ValueError(
-                f"scale {s!r} makes a {rows}x{cols} level, more than {MAX_LEVEL_PIXELS} pixels"
-            )
         parts.append(_level_candidates(_pyramid_level(img, s), stride, s, threshold))
     boxes = np.concatenate(parts) if parts else np.zeros((0, 4))
     boxes = np.ascontiguousarray(boxes[np.argsort(-boxes[:, 3], kind="stable")])
