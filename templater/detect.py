@@ -26,6 +26,7 @@ import numpy as np
 
 from templater import scan
 from templater.errors import TemplaterError, UsageError
+from templater.fileio import npy_header
 from templater.network import Network
 
 # Refused before decoding (from the header): a decompression bomb must not fill memory.
@@ -114,11 +115,7 @@ def to_rgb(gray: np.ndarray) -> np.ndarray:
 def _read_npy(path: Path) -> np.ndarray:
     try:
         with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            shape, _, dtype = npy_header(handle)
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable .npy array ({exc})") from None
     if int(np.prod(shape)) > MAX_IMAGE_PIXELS * 4:

@@ -6,8 +6,10 @@ import contextlib
 import os
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from templater.errors import MalformedModelError, TemplaterError, TooLargeError, UsageError
 
@@ -94,6 +96,25 @@ def _regular_size(path: Path) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path}: not a regular file (a folder, device or pipe)")
     return info.st_size
+
+
+def npy_header(handle: Any) -> tuple[tuple[int, ...], bool, Any]:
+    """(shape, fortran order, dtype) from the .npy stream at `handle`, by numpy's own parser.
+
+    On damaged input that parser raises many types (tokenize.TokenError, RecursionError,
+    SyntaxError, KeyError...) and warns about Python 2 headers: all become ValueError here.
+    """
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(handle)
+            return np.lib.format.read_array_header_2_0(handle)
+        except Exception as exc:
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def check_output(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from templater.errors import MalformedModelError, TemplaterError, TooLargeError, UnsafeInputError
-from templater.fileio import read_bounded, write_atomic
+from templater.fileio import npy_header, read_bounded, write_atomic
 from templater.network import (
     MAX_PARAMETERS,
     Activation,
@@ -235,11 +235,7 @@ def _read_member(
     name = info.filename
     try:
         with archive.open(info) as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            got_shape, fortran, dtype = npy_header(handle)
             if dtype.hasobject:
                 raise UnsafeInputError(
                     f"{where}: member {name} holds Python objects (a pickle); refused as unsafe"
