@@ -18,6 +18,7 @@ import json
 import os
 import time
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,14 +156,22 @@ def _read_picture(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise UsageError(
-                    f"{path}: the image is {w}x{h} pixels, more than {MAX_IMAGE_PIXELS:,}"
-                )
-            im.load()
-            return _gray_from_pil(im)
+        with warnings.catch_warnings():
+            # Pillow warns (DecompressionBombWarning) from its own, larger limit: refuse instead
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise UsageError(
+                        f"{path}: the image is {w}x{h} pixels, more than {MAX_IMAGE_PIXELS:,}"
+                    )
+                im.load()
+                return _gray_from_pil(im)
+    except Image.DecompressionBombWarning as exc:
+        raise UsageError(
+            f"{path}: refused as a decompression bomb: more than {MAX_IMAGE_PIXELS:,} pixels "
+            f"({exc})"
+        ) from None
     except UnidentifiedImageError:
         raise UsageError(f"{path}: not an image file (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as exc:

@@ -1293,7 +1293,7 @@ L1_B = np.array((
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = '279ff7b310366f47'
+PROGRAM_KEY = 'd980f1769c97126f'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -2086,7 +2086,7 @@ def score(x):
     # the full checks below then name the problem.
     try:
         value = _kernel(x)
-    except TypeError:
+    except (TypeError, ValueError):  # numba: "cannot compute fingerprint of empty list"
         value = math.nan
     if value - value == 0.0:  # finite: the usual case
         return value
