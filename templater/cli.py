@@ -286,12 +286,18 @@ def detect(
     show_default=True, help="The picture with the boxes.",
 )
 @click.option("--retrain", is_flag=True, help="Train the face model (not the committed one).")
+@click.option("--retrain-dir", type=click.Path(file_okay=False), default="demo-retrained",
+              show_default=True,
+              help="Where --retrain writes the model and its program (never overwritten).")
 @click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Timed runs of each scan (the median is shown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
+def demo(output: str, retrain: bool, retrain_dir: str, repeats: int, as_json: bool) -> None:
     """The main job: committed face model -> Numba program -> faces in the astronaut photo."""
     from templater.demo import report, run_demo
+    from templater.fileio import check_output
+
+    check_output(output, [], (".png",))
 
     def log(message: str) -> None:
         click.echo(message, err=True)
@@ -306,7 +312,10 @@ def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
             callback(done, total, loss, accuracy)
 
     with bar:
-        result = run_demo(output, retrain=retrain, repeats=repeats, log=log, progress=progress)
+        result = run_demo(
+            output, retrain=retrain, repeats=repeats, log=log, progress=progress,
+            retrain_dir=retrain_dir,
+        )
     click.echo(result.to_json() if as_json else report(result))
 
 
