@@ -294,10 +294,12 @@ def detect(
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def demo(output: str, retrain: bool, retrain_dir: str, repeats: int, as_json: bool) -> None:
     """The main job: committed face model -> Numba program -> faces in the astronaut photo."""
-    from templater.demo import report, run_demo
+    from templater.demo import report, retrain_paths, run_demo
     from templater.fileio import check_output
 
     check_output(output, [], (".png",))
+    if retrain:
+        retrain_paths(retrain_dir)  # refused before training, not after
 
     def log(message: str) -> None:
         click.echo(message, err=True)

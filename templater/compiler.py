@@ -9,6 +9,7 @@ import numpy as np
 
 from templater import scan
 from templater.emit import Emitter
+from templater.errors import TooLargeError
 from templater.literals import literal, round_float32
 from templater.lower import (
     BLOCK,
@@ -28,6 +29,9 @@ from templater.targets import Target, get_target
 
 # find_faces refuses a pyramid level above this many pixels (a 8k x 8k level is 512 MB).
 MAX_LEVEL_PIXELS = 1 << 26
+# Importing a pure-Python program costs about 2.1 kB of memory a parameter when unrolled, 1.2 kB
+# as tables (docs/reliability.md): this keeps the import under about 1 GB in either layout.
+MAX_PYTHON_PARAMETERS = 400_000
 # What the numba template's PROGRAM_KEY holds until the text around it is known.
 _KEY_PENDING = "pending"
 
@@ -76,6 +80,11 @@ def _lowered(
 ) -> tuple[Target, tuple[str, ...], Stages | None, Program]:
     """The target, the layouts, the scan stages (if any) and the optimised IR of `net`."""
     tgt = get_target(target, dtype)
+    if tgt.name == "python" and net.n_parameters > MAX_PYTHON_PARAMETERS:
+        raise TooLargeError(
+            f"model has {net.n_parameters:,} parameters; the pure-Python target is limited to "
+            f"{MAX_PYTHON_PARAMETERS:,} (its import needs about 2 kB a parameter): use numba"
+        )
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
     emitted = rounded(net, tgt.dtype)
     stages = _stages(emitted, tgt, layouts)

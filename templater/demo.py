@@ -209,7 +209,11 @@ def run_demo(
     if retrain:
         from templater.train import TrainConfig, train, write_outputs
 
-        model_path, program_path = _retrain_paths(Path(retrain_dir))
+        model_path, program_path = retrain_paths(retrain_dir)
+        try:
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {model_path.parent}: {exc.strerror or exc}") from None
         log(f"training the face model (templater train --final: the shipped recipe); the model "
             f"and its program go to {model_path.parent}/")
         start = time.perf_counter()
@@ -316,10 +320,12 @@ def report(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
-def _retrain_paths(folder: Path) -> tuple[Path, Path]:
-    """(model, program) paths in `folder`, created; refused if it holds any of their files."""
+def retrain_paths(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """(model, program) paths of `demo --retrain` in `folder`; refused if any of their files
+    (or the model's companions) exists there."""
     from templater.train import output_paths
 
+    folder = Path(folder)
     model = folder / "face_model.npz"
     program = folder / "face_numba.py"
     for path in (*output_paths(model).values(), program):
@@ -328,10 +334,8 @@ def _retrain_paths(folder: Path) -> tuple[Path, Path]:
                 f"{path} exists: demo --retrain never overwrites; remove it or choose another "
                 "folder (--retrain-dir)"
             )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; give --retrain-dir a folder")
     return model, program
 
 
