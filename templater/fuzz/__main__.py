@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=int, default=5, help="seconds an input may take [5]")
     parser.add_argument("--rss-mb", type=int, default=2048, help="memory limit in MB [2048]")
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed [1]")
+    parser.add_argument(
+        "--instrument", choices=["all", "templater"], default="all",
+        help="coverage of every loaded module (numpy, zipfile, Pillow...) or templater's only "
+        "(starts in seconds) [all]",
+    )
     args = parser.parse_args(argv)
 
     harness = HARNESSES[args.harness]
@@ -44,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         run(seed)
     import atheris
 
-    atheris.instrument_all()
+    if args.instrument == "all":
+        atheris.instrument_all()
+    else:
+        _instrument_templater(atheris)
     warnings.simplefilter("error")  # a warning escaping a reader is a finding too
     count = 0
 
@@ -65,6 +73,22 @@ def main(argv: list[str] | None = None) -> None:
         one_input,
     )
     atheris.Fuzz()
+
+
+def _instrument_templater(atheris: object) -> None:
+    """Coverage of templater's own functions and methods only."""
+    import inspect
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("templater") or module is None:
+            continue
+        for value in vars(module).values():
+            functions = [value] if inspect.isfunction(value) else []
+            if inspect.isclass(value) and value.__module__ == name:
+                functions = [f for f in vars(value).values() if inspect.isfunction(f)]
+            for function in functions:
+                if function.__module__ == name:
+                    atheris.instrument_func(function)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":
