@@ -252,6 +252,13 @@ def test_numba_target_same_rules_and_overflow(tmp_path):
         with pytest.raises(TypeError, match="dtype"):
             numba_face.score_batch(bad[None, :])
         assert kind
+    x = [0.5] * 625
+    for bad in (True, np.bool_(True), 1j):  # a list's elements, as in the Python program
+        with pytest.raises(TypeError, match="real numbers"):
+            numba_face.score([bad, *x[1:]])
+    assert numba_face.score([np.float32(0.5), np.int64(1), *x[2:]]) == numba_face.score(
+        np.array([0.5, 1.0, *x[2:]])
+    )
     for bad in ([], [[]]):  # numba's own "cannot compute fingerprint of empty list" before
         with pytest.raises(ValueError, match="expected an array of shape"):
             numba_face.score(bad)

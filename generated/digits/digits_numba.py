@@ -171,7 +171,7 @@ L1_B = np.array((
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = '459f4900da306f37'
+PROGRAM_KEY = '7e59fc5647f292e5'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -664,6 +664,7 @@ def _rows(x, ndim):
     """`x` as a C-contiguous float64 array of `ndim` dimensions and N_INPUTS columns."""
     if isinstance(x, (str, bytes, dict)):
         raise TypeError(f"expected an array of numbers, got {type(x).__name__}")
+    _real_elements(x)
     x = np.asarray(x)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"expected an array of numbers, got dtype {x.dtype}")
@@ -672,6 +673,15 @@ def _rows(x, ndim):
         raise ValueError(f"expected an array of shape {want}, got shape {x.shape}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     return x if x.flags.writeable else x.copy()  # the compiled signatures take writable arrays
+
+
+def _real_elements(x):
+    # A list's elements decide, as in the Python program: np.asarray alone would take
+    # [True, 0.5] as floats. Arrays are judged by their dtype.
+    if not isinstance(x, np.ndarray):
+        for v in np.asarray(x, dtype=object).ravel():
+            if not _is_real(v):
+                raise TypeError(f"expected real numbers, got {type(v).__name__}")
 
 
 def _not_finite():
