@@ -57,8 +57,9 @@ def _current_umask() -> int:
 def read_bounded(path: str | os.PathLike, limit: int, kind: str) -> bytes:
     """The bytes of a model file, refusing an empty file or one over `limit` before reading it.
 
-    Only regular files: a device or pipe (/dev/zero, a FIFO) has no size to check. A file that
-    grows while being read is cut off at `limit` + 1 bytes and refused.
+    Only regular files: a device or pipe (/dev/zero, a FIFO) has no size to check. At most the
+    stated size + 1 bytes are read (read(n) allocates n bytes first), and a file that grew
+    meanwhile is refused.
     """
     path = Path(path)
     size = _regular_size(path)
@@ -68,11 +69,11 @@ def read_bounded(path: str | os.PathLike, limit: int, kind: str) -> bytes:
         raise TooLargeError(f"{path}: {size:,} bytes; {kind} files are limited to {limit:,}")
     try:
         with path.open("rb") as handle:
-            data = handle.read(limit + 1)
+            data = handle.read(size + 1)
     except OSError as exc:
         raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise TooLargeError(f"{path}: over {limit:,} bytes; {kind} files are limited to that")
+    if len(data) > size:
+        raise TemplaterError(f"{path}: the file grew while it was read; try again")
     return data
 
 
