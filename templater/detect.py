@@ -157,8 +157,9 @@ def _read_picture(path: Path) -> np.ndarray:
 
     try:
         with warnings.catch_warnings():
-            # Pillow warns (DecompressionBombWarning) from its own, larger limit: refuse instead
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns where it should refuse: DecompressionBombWarning from its own, larger
+            # limit, "Truncated File Read" and the like for damaged files
+            warnings.simplefilter("error")
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
@@ -172,6 +173,8 @@ def _read_picture(path: Path) -> np.ndarray:
             f"{path}: refused as a decompression bomb: more than {MAX_IMAGE_PIXELS:,} pixels "
             f"({exc})"
         ) from None
+    except Warning as exc:
+        raise UsageError(f"{path}: the image is truncated or corrupt (Pillow: {exc})") from None
     except UnidentifiedImageError:
         raise UsageError(f"{path}: not an image file (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as exc:
