@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         proba = np.asarray(program.score_batch(rows))
         predicted = np.array([program.predict(r) for r in rows[:200]])
         error = np.abs(proba - clf.predict_proba(x_test)).max()
-        same = np.array_equal(np.asarray(clf.classes_)[predicted], clf.predict(x_test[:200]))
+        same = np.array_equal(predicted, clf.predict(x_test[:200]))  # predict gives labels
         print(
             f"{target:6s}: max |program - predict_proba| = {error:.1e}, "
             f"predictions equal to predict(): {same}, "

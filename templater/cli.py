@@ -76,9 +76,10 @@ def compile_command(
 ) -> None:
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
-    from templater.fileio import write_atomic
+    from templater.fileio import check_output, write_atomic
     from templater.models import load_model
 
+    check_output(output, [model], (".py",))
     net = load_model(model)
     if input_range is not None:
         from templater.bounds import compile_bounded
@@ -195,7 +196,9 @@ def train(
 ) -> None:
     """Train the face / non-face template on scikit-image's faces and photos."""
     from templater import train as training
+    from templater.fileio import check_output
 
+    check_output(output, [], (".npz",))
     recipe = {  # options not given keep TrainConfig's defaults (the shipped recipe)
         "bootstrap": bootstrap, "ensemble": ensemble, "mirror": mirror,
         "photo_windows": photo_windows,
@@ -258,7 +261,9 @@ def train(
 def compare(budget: int, seed: int, output: str) -> None:
     """SGD vs random search vs hill climbing on one template at one evaluation budget."""
     from templater import compare as comparison
+    from templater.fileio import check_output
 
+    check_output(output, [], (".png",))
     result = comparison.compare(budget=budget, seed=seed, output=output)
     click.echo(comparison.table(result))
     click.echo(f"wrote {output}")
@@ -340,8 +345,9 @@ def _detect_one_colour(detector: str, image: str, output: str | None, as_json: b
     import json
 
     from templater.face_demo import find_with, picture, read_rgb
-    from templater.fileio import write_atomic
+    from templater.fileio import check_output, write_atomic
 
+    check_output(output, [detector, image], (".png",))
     rgb = read_rgb(image)
     (boxes, scores, marks), seconds = find_with(detector, rgb)
     if as_json:
@@ -364,7 +370,9 @@ def _detect_one(
 ) -> None:
     from templater.detect import detect as run_detect
     from templater.detect import format_boxes
+    from templater.fileio import check_output
 
+    check_output(output, [detector, image], (".png",))
     found = run_detect(detector, image, threshold=threshold, stride=stride, output=output)
     if as_json:
         click.echo(found.to_json())
@@ -410,13 +418,42 @@ def _detect_collection(
     "-o", "--output", type=click.Path(dir_okay=False), default="astronaut_faces.png",
     show_default=True, help="The picture with the boxes.",
 )
-@click.option("--retrain", is_flag=True, help="Train the face model (not the committed one).")
+@click.option("--photo", type=click.Path(dir_okay=False), default=None,
+              help="Find the faces in this photo [skimage.data.astronaut()].")
+@click.option("--no-compare", is_flag=True, help="Skip the evaluation beside OpenCV and LBP.")
+@click.option("--dense", is_flag=True,
+              help="The 625-16-1 window detector's demo instead (with timings; --retrain).")
+@click.option("--retrain", is_flag=True,
+              help="--dense: train the face model (not the committed one).")
+@click.option("--retrain-dir", type=click.Path(file_okay=False), default="demo-retrained",
+              show_default=True,
+              help="Where --retrain writes the model and its program (never overwritten).")
 @click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Timed runs of each scan (the median is shown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
-    """The main job: committed face model -> Numba program -> faces in the astronaut photo."""
-    from templater.demo import report, run_demo
+def demo(
+    output: str, photo: str | None, no_compare: bool, dense: bool, retrain: bool,
+    retrain_dir: str, repeats: int, as_json: bool,
+) -> None:
+    """The main job: find the faces in a photo with the committed compiled MTCNN program (a PNG
+    with boxes and landmarks), then evaluate the committed detectors beside OpenCV's Haar
+    cascade and scikit-image's LBP cascade on the installed labelled photos."""
+    from templater.fileio import check_output
+
+    check_output(output, [photo], (".png",))
+    if not dense and not retrain:
+        import json
+
+        from templater import face_demo
+
+        found = face_demo.run(output, photo, compare=not no_compare,
+                              log=lambda text: click.echo(text, err=True))
+        click.echo(json.dumps(found, indent=1) if as_json else face_demo.report(found))
+        return
+    from templater.demo import report, retrain_paths, run_demo
+
+    if retrain:
+        retrain_paths(retrain_dir)  # refused before training, not after
 
     def log(message: str) -> None:
         click.echo(message, err=True)
@@ -431,7 +468,10 @@ def demo(output: str, retrain: bool, repeats: int, as_json: bool) -> None:
             callback(done, total, loss, accuracy)
 
     with bar:
-        result = run_demo(output, retrain=retrain, repeats=repeats, log=log, progress=progress)
+        result = run_demo(
+            output, retrain=retrain, repeats=repeats, log=log, progress=progress,
+            retrain_dir=retrain_dir,
+        )
     click.echo(result.to_json() if as_json else report(result))
 
 
@@ -472,7 +512,9 @@ def diff_command(
     import json
 
     from templater.diff import diff, write_png
+    from templater.fileio import check_output
 
+    check_output(png, [a, b, data], (".png",))
     conv = _conv_diff(a, b)
     if conv is not None:
         click.echo(json.dumps(conv.to_json(), indent=2, sort_keys=True) if as_json
@@ -575,11 +617,10 @@ def import_command(
     ONNX files are read without external data; .pt/.pth/.pkl/.joblib are refused (they would
     need unpickling): use templater.from_torch / from_sklearn on the in-memory object instead.
     """
-    from templater.errors import UsageError
+    from templater.fileio import check_output
     from templater.importers import import_file
 
-    if not output.lower().endswith(".npz"):
-        raise UsageError(f"{output}: the output must be a .npz model file")
+    check_output(output, [model], (".npz",))
     net = import_file(model, tensor=tensor, head=head, threshold=threshold)
     if hasattr(net, "heads"):  # a convolutional network: model file version 2
         from templater.convfile import save as save_conv
@@ -619,8 +660,9 @@ def bench_command(
 ) -> None:
     """Measure compile cost, call rates and scan speed against numpy, numba and onnxruntime."""
     from templater import bench
-    from templater.fileio import write_atomic
+    from templater.fileio import check_output, write_atomic
 
+    check_output(json_path, [], (".json",))
     if conv:
         from templater.bench.conv import run_conv, table
 

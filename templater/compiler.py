@@ -10,17 +10,21 @@ from templater import naming, scan_defaults
 from templater.conv_compiler import compile_conv
 from templater.convnet import ConvNetwork
 from templater.emit import Emitter, layers_constant
+from templater.errors import TooLargeError
 from templater.forms import BLOCK, Stages, block_program, scan_stages, split_tail, staged_block
 from templater.literals import literal, round_float32
 from templater.lower import choose_layouts, lower
 from templater.network import Dense, Network, Normalization
 from templater.passes import DEFAULT_PASSES, run_passes
 from templater.program import Program
-from templater.render import render
+from templater.render import KEY_PENDING, render, with_program_key
 from templater.targets import Target, get_target
 
 # find_faces refuses a pyramid level above this many pixels (a 8k x 8k level is 512 MB).
 MAX_LEVEL_PIXELS = 1 << 26
+# Importing a pure-Python program costs about 2.1 kB of memory a parameter when unrolled, 1.2 kB
+# as tables (docs/reliability.md): this keeps the import under about 1 GB in either layout.
+MAX_PYTHON_PARAMETERS = 400_000
 
 
 def compile(  # shadows the builtin on purpose: templater.compile
@@ -58,6 +62,11 @@ def _lowered(
 ) -> tuple[Target, tuple[str, ...], Stages | None, Program]:
     """The target, the layouts, the scan stages (if any) and the optimised IR of `net`."""
     tgt = get_target(target, dtype)
+    if tgt.name == "python" and net.n_parameters > MAX_PYTHON_PARAMETERS:
+        raise TooLargeError(
+            f"model has {net.n_parameters:,} parameters; the pure-Python target is limited to "
+            f"{MAX_PYTHON_PARAMETERS:,} (its import needs about 2 kB a parameter): use numba"
+        )
     layouts = choose_layouts(net, layout, tgt.unroll_budget)
     emitted = rounded(net, tgt.dtype)
     stages = _stages(emitted, tgt, layouts)
@@ -135,6 +144,7 @@ def render_program(
         "target_note": target.note,
         "layouts": ", ".join(layouts),
         "imports": target.imports,
+        "program_key_repr": repr(KEY_PENDING),
         "layers": "\n".join(layers_constant(tuple(i.literal() for i in program.layers))),
         # Text from the model file reaches the program only through repr().
         "name_repr": repr(net.name),
@@ -166,7 +176,7 @@ def render_program(
         **_stage_context(stages, block_body, emitter),
         **_scanner_context(net),
     }
-    return render(target.template, context)
+    return with_program_key(render(target.template, context))
 
 
 def _stage_context(

@@ -17,7 +17,7 @@ from templater.convnet import (
     PReLU,
 )
 from templater.network import Dense
-from templater.render import render
+from templater.render import KEY_PENDING, render, with_program_key
 
 _TITLES = {
     "python": (
@@ -52,12 +52,13 @@ def compile_conv(
         )
     context: dict[str, Any] = {
         "python": target == "python",
+        "program_key_repr": repr(KEY_PENDING),
         "digest": convnet_digest(net),
         "digest_repr": repr(convnet_digest(net)),
         "target_title": title,
         "target_note": note,
         "provenance": "\n".join(line.rstrip() for line in provenance.strip().splitlines()),
-        "imports": "import math\n\nimport numpy as np\nfrom numba import njit"
+        "imports": "import math\nimport sys\n\nimport numpy as np\nfrom numba import njit"
         if target == "numba"
         else "",
         # Text from the model file reaches the program only through repr().
@@ -74,7 +75,7 @@ def compile_conv(
         "kernels": block["kernels"],
         "net": block,
     }
-    return render(f"conv_{target}.py.j2", context)
+    return with_program_key(render(f"conv_{target}.py.j2", context))
 
 
 def net_block(net: ConvNetwork, target: Any, layout: str, prefix: str = "") -> dict[str, Any]:

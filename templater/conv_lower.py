@@ -426,7 +426,7 @@ def _make(
     """A kernel `_<prefix>(x, TABLES...)` (numba; the python target reads its globals)."""
     names = tuple(name for name, _ in tables) if target.name == "numba" else ()
     params = ", ".join(("x", *names))
-    deco = ["@njit(cache=True)"] if target.name == "numba" else []
+    deco = ["@_jit()"] if target.name == "numba" else []
     lines = (*deco, f"def _{prefix}({params}):", *("    " + line for line in body))
     return Kernel(f"_{prefix}", tuple(src for _, src in tables), lines, description, names)
 

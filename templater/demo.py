@@ -27,6 +27,8 @@ from templater.network import Network
 
 # A found box is the labelled face when their IoU is at least this (the PASCAL VOC rule).
 MATCH_IOU = 0.5
+# Where `demo --retrain` writes the model it trains and its program (never over existing files).
+RETRAIN_DIR = "demo-retrained"
 # The cascade searches the same face sizes as the default pyramid (25 to 125 pixels).
 CASCADE_SETTINGS = {
     "scale_factor": 1.2,
@@ -182,8 +184,13 @@ def run_demo(
     repeats: int = 3,
     log: Callable[[str], None] = lambda _: None,
     progress: Callable[[int, int, float, float], None] | None = None,
+    retrain_dir: str | os.PathLike = RETRAIN_DIR,
 ) -> DemoResult:
-    """The whole path; writes the picture (and, if it had to compile, the program beside it)."""
+    """The whole path; writes the picture (and, if it had to compile, the program beside it).
+
+    With `retrain`, the model, its companions and its program go to `retrain_dir` (created if
+    missing); files already there are never overwritten: the run is refused before training.
+    """
     from templater.compiler import compile as compile_network
     from templater.data.faces import HELD_OUT_PHOTOS, photo
     from templater.detect import draw_boxes, program_detector, to_rgb
@@ -202,11 +209,16 @@ def run_demo(
     if retrain:
         from templater.train import TrainConfig, train, write_outputs
 
-        log("training the face model (templater train --final: the shipped recipe)...")
+        model_path, program_path = retrain_paths(retrain_dir)
+        try:
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {model_path.parent}: {exc.strerror or exc}") from None
+        log(f"training the face model (templater train --final: the shipped recipe); the model "
+            f"and its program go to {model_path.parent}/")
         start = time.perf_counter()
         result = train(TrainConfig(final=True), progress)
         timings["train"] = time.perf_counter() - start
-        model_path = out_dir / "face_model.npz"
         write_outputs(result, model_path)
         net = result.network
     else:
@@ -225,7 +237,8 @@ def run_demo(
         log("compiling the model into a Numba program...")
         source = compile_network(net, "numba")
         timings["compile"] = time.perf_counter() - start
-        program_path = out_dir / "face_numba.py"
+        if not retrain:
+            program_path = out_dir / "face_numba.py"
         write_atomic(program_path, source)
         program_source = "compiled"
     start = time.perf_counter()
@@ -305,6 +318,25 @@ def report(result: DemoResult) -> str:
     if result.picture:
         lines.append(f"wrote {result.picture}")
     return "\n".join(lines)
+
+
+def retrain_paths(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """(model, program) paths of `demo --retrain` in `folder`; refused if any of their files
+    (or the model's companions) exists there."""
+    from templater.train import output_paths
+
+    folder = Path(folder)
+    model = folder / "face_model.npz"
+    program = folder / "face_numba.py"
+    for path in (*output_paths(model).values(), program):
+        if path.exists():
+            raise UsageError(
+                f"{path} exists: demo --retrain never overwrites; remove it or choose another "
+                "folder (--retrain-dir)"
+            )
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; give --retrain-dir a folder")
+    return model, program
 
 
 def _digest_of(program: Path) -> str | None:

@@ -18,6 +18,7 @@ import json
 import os
 import time
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from templater import scan
 from templater.errors import TemplaterError, UsageError
+from templater.fileio import npy_header
 from templater.network import Network
 
 # Refused before decoding (from the header): a decompression bomb must not fill memory.
@@ -114,11 +116,7 @@ def to_rgb(gray: np.ndarray) -> np.ndarray:
 def _read_npy(path: Path) -> np.ndarray:
     try:
         with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            shape, _, dtype = npy_header(handle)
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a readable .npy array ({exc})") from None
     if int(np.prod(shape)) > MAX_IMAGE_PIXELS * 4:
@@ -158,14 +156,25 @@ def _read_picture(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise UsageError(
-                    f"{path}: the image is {w}x{h} pixels, more than {MAX_IMAGE_PIXELS:,}"
-                )
-            im.load()
-            return _gray_from_pil(im)
+        with warnings.catch_warnings():
+            # Pillow warns where it should refuse: DecompressionBombWarning from its own, larger
+            # limit, "Truncated File Read" and the like for damaged files
+            warnings.simplefilter("error")
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise UsageError(
+                        f"{path}: the image is {w}x{h} pixels, more than {MAX_IMAGE_PIXELS:,}"
+                    )
+                im.load()
+                return _gray_from_pil(im)
+    except Image.DecompressionBombWarning as exc:
+        raise UsageError(
+            f"{path}: refused as a decompression bomb: more than {MAX_IMAGE_PIXELS:,} pixels "
+            f"({exc})"
+        ) from None
+    except Warning as exc:
+        raise UsageError(f"{path}: the image is truncated or corrupt (Pillow: {exc})") from None
     except UnidentifiedImageError:
         raise UsageError(f"{path}: not an image file (Pillow cannot identify it)") from None
     except Image.DecompressionBombError as exc:

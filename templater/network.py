@@ -222,9 +222,11 @@ class Head:
         elif self.threshold is not None:
             raise MalformedModelError(f"a {self.kind} head has no threshold")
         if self.labels is not None:
-            if self.kind != "multiclass":
+            if self.kind == "regression":
                 raise MalformedModelError(f"a {self.kind} head has no labels")
             labels = tuple(self.labels)
+            if self.kind == "binary" and len(labels) != 2:  # (below threshold, above it)
+                raise MalformedModelError(f"a binary head has 2 labels, got {len(labels)}")
             for label in labels:
                 if isinstance(label, bool) or not isinstance(label, (str, int)):
                     raise MalformedModelError(

@@ -19,9 +19,8 @@ def import_program(path: str | os.PathLike) -> types.ModuleType:
 
     The source is compiled from the file's current text, so a regenerated program is never
     shadowed by a stale .pyc of the same size and second. The module takes the name a user's
-    `import face_numba` gives it because numba's on-disk cache (cache=True) records that name and
-    imports it when loading: any other name would break the user's import after ours, and ours
-    after theirs, with ModuleNotFoundError.
+    `import face_numba` gives it, as tracebacks then read the same. (numba's on-disk cache does
+    not depend on it: a Numba program registers a module name of its own for its functions.)
     """
     path = Path(path).resolve()
     try:
@@ -41,7 +40,7 @@ def import_program(path: str | os.PathLike) -> types.ModuleType:
             f"{path}: not a valid Python program ({exc.msg}, line {exc.lineno})"
         ) from exc
     previous = sys.modules.get(name)
-    sys.modules[name] = module  # numba's cache looks the module up by name
+    sys.modules[name] = module  # as an import would: the program may look itself up
     try:
         exec(code, module.__dict__)
     except BaseException:

@@ -22,3 +22,18 @@ def environment() -> jinja2.Environment:
 
 def render(template: str, context: dict[str, Any]) -> str:
     return environment().get_template(template).render(**context)
+
+
+# What a numba template's PROGRAM_KEY holds until the text around it is known.
+KEY_PENDING = "pending"
+
+
+def with_program_key(text: str) -> str:
+    """`text` with its PROGRAM_KEY line (numba) set to a digest of the rest of the text."""
+    import hashlib
+
+    line = f"\nPROGRAM_KEY = {KEY_PENDING!r}\n"  # a repr() of model text holds no newline
+    if line not in text:
+        return text
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return text.replace(line, f"\nPROGRAM_KEY = {key!r}\n", 1)

@@ -52,7 +52,7 @@ PYTHON = Target(
     table_close="",
     unroll_budget=250_000,
     title="pure Python",
-    note="Pure Python with no imports: copy this one file anywhere and call score(x).",
+    note="Pure Python with no imports: copy this one file anywhere.",
 )
 
 NUMBA = Target(
@@ -76,7 +76,7 @@ NUMBA = Target(
         "on first use (all cached on disk)."
     ),
     imports=(
-        "import math\nimport os\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+        "import math\nimport os\nimport sys\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
         "import numpy as np\nfrom numba import njit"
     ),
     shared_tail=True,

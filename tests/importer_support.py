@@ -32,8 +32,8 @@ def outputs(program: ModuleType, net: Network, target: str, x: np.ndarray) -> np
 
 
 def decisions(program: ModuleType, net: Network, target: str, x: np.ndarray) -> np.ndarray:
-    """decide() (binary) or predict() (multi-class) of the program, row by row."""
+    """decide() (binary) or predict_index() (multi-class) of the program, row by row."""
     x = np.ascontiguousarray(x, dtype=np.float64)
-    fn = program.decide if net.head.kind == "binary" else program.predict
+    fn = program.decide if net.head.kind == "binary" else program.predict_index
     rows = list(x) if target == "numba" else [list(map(float, row)) for row in x]
     return np.array([fn(row) for row in rows])

@@ -103,7 +103,7 @@ def assert_matches(net: Network, module, target: str, seed: int = 0) -> None:
         assert module.score(first) == pytest.approx(ref[0, 0], rel=rtol, abs=atol)
     elif net.head.kind == "multiclass":
         scores = np.asarray(module.scores(first))
-        assert int(module.predict(first)) == int(np.argmax(scores))
+        assert int(module.predict_index(first)) == int(np.argmax(scores))
 
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])

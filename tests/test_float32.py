@@ -92,7 +92,7 @@ def test_python_target_refuses_float32(scan_net):
 def test_float32_source_says_so_and_writes_only_float32_values(scan_net):
     source = compile_network(scan_net, "numba", dtype="float32")
     assert "network as a Numba program in float32" in source
-    assert '@njit("float32(float32[::1])", cache=True)' in source
+    assert '@_jit("float32(float32[::1])")' in source
     assert "dtype=np.float32)" in source
     model_part = source[: source.index("def _parallel")]  # the scanner's code stays float64
     pattern = r"(?<![\w.])-?\d+\.\d+(?:e-?\d+)?"

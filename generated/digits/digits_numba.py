@@ -4,11 +4,14 @@ Compiled from a trained model: every learned weight is a literal below, every Re
 if/else.
 Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions
 on first use (all cached on disk).
+Call scores(x) for the outputs, predict(x) for the class label, predict_index(x) for its index.
+score_batch(rows) does the same for many inputs at once.
 Layer layouts: table, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
 import math
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -191,6 +194,57 @@ L1_B = np.array((
     0.49084547324801237, 0.4003399708352629, 0.20551594152939998, -0.10423095787722869, 0.1803790567777621, 0.11334248179053381, -0.16524416239934706, 0.14284256166907952,
 ))
 
+# numba caches compiled functions on disk (cache=True), recording each one's module by name and
+# importing that name to load it again. The functions below take a module name of their own,
+# made from this file's text and registered before they are defined, so the cache works however
+# the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
+# file. Their cache files carry the same key, so an edited or regenerated file never loads them;
+# where no folder is writable, or a cache file is unreadable, the functions just compile.
+PROGRAM_KEY = 'bb92ff3b2d49f57f'
+_CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
+
+
+class _Namespace:
+    """What sys.modules holds under _CACHE_MODULE: an object whose attributes are our globals."""
+
+
+if _CACHE_MODULE not in sys.modules:
+    sys.modules[_CACHE_MODULE] = _Namespace()
+    sys.modules[_CACHE_MODULE].__dict__ = globals()
+
+
+def _cache_miss_on_error(method):
+    # numba raises on a truncated or foreign cache file; treat it as absent and compile
+    def call(*args):
+        try:
+            return method(*args)
+        except Exception:
+            return None
+
+    return call
+
+
+def _jit(signature=None, **options):
+    """njit(cache=True, **options) under _CACHE_MODULE; `signature` compiles it now, and only it."""
+
+    def compile_function(function):
+        function.__module__ = _CACHE_MODULE
+        function.__qualname__ = f"{function.__name__}_{PROGRAM_KEY}"
+        try:
+            dispatcher = njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder: compile on every load
+            dispatcher = njit(**options)(function)
+        cache = getattr(dispatcher, "_cache", None)
+        if cache is not None and hasattr(cache, "load_overload"):
+            cache.load_overload = _cache_miss_on_error(cache.load_overload)
+            cache.save_overload = _cache_miss_on_error(cache.save_overload)
+        if signature is not None:
+            dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
+
+    return compile_function
+
 # Rows the batch and scan kernel scores per pass (each weight it loads serves BLOCK rows), and
 # the smallest share of a batch worth a thread of its own.
 BLOCK = 4
@@ -200,7 +254,7 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 _pool = None  # (process id, thread pool), made on first use
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _tail(l1_h, out):
     # The unrolled layers, from their input vector; both kernels call this one copy.
     # layer 2: dense 16 -> 10, softmax, unrolled
@@ -458,7 +512,7 @@ def _tail(l1_h, out):
     out[9] = l2_p9
 
 
-@njit("boolean(float64[::1], float64[::1])", cache=True)
+@_jit("boolean(float64[::1], float64[::1])")
 def _kernel(x, out):
     # x of the wrong length, or holding NaN or infinity, gives False: the caller says which
     # problem. x - x != 0 for NaN and infinity only, and the loop vectorises as it has no early exit.
@@ -506,7 +560,7 @@ def _kernel(x, out):
     return True
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _rows_kernel(x, out):
     """_kernel of each row of x (at least BLOCK rows) into out, BLOCK rows per pass; False when
     an input is NaN or infinite. Compiled on first use, as are the scanner's functions."""
@@ -639,6 +693,7 @@ def _rows(x, ndim):
     """`x` as a C-contiguous float64 array of `ndim` dimensions and N_INPUTS columns."""
     if isinstance(x, (str, bytes, dict)):
         raise TypeError(f"expected an array of numbers, got {type(x).__name__}")
+    _real_elements(x)
     x = np.asarray(x)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"expected an array of numbers, got dtype {x.dtype}")
@@ -649,8 +704,32 @@ def _rows(x, ndim):
     return x if x.flags.writeable else x.copy()  # the compiled signatures take writable arrays
 
 
+def _real_elements(x):
+    # A list's elements decide, as in the Python program: np.asarray alone would take
+    # [True, 0.5] as floats. Arrays are judged by their dtype.
+    if not isinstance(x, np.ndarray):
+        for v in np.asarray(x, dtype=object).ravel():
+            if not _is_real(v):
+                raise TypeError(f"expected real numbers, got {type(v).__name__}")
+
+
 def _not_finite():
     return ValueError("inputs must be finite: found NaN or infinity")
+
+
+def _overflow(value):
+    # Finite inputs whose outputs overflow get an error, never a result that looks normal.
+    return ValueError(
+        f"the network's output is {value!r} for finite inputs: an overflow (inputs too large)"
+    )
+
+
+def _is_real(v):
+    # int, float and numpy's integer and float scalars: never bool, complex or strings.
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return isinstance(v, (int, float)) or kind in ("f", "i", "u")
 
 
 def scores(x):
@@ -658,12 +737,19 @@ def scores(x):
     out = np.empty(N_OUTPUTS)
     if not _kernel(_rows(x, 1), out):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out
 
 
-def predict(x):
+def predict_index(x):
     """The index of the largest output (the first one on ties)."""
     return int(np.argmax(scores(x)))
+
+
+def predict(x):
+    """The class of the largest output: its label, LABELS[predict_index(x)]."""
+    return LABELS[predict_index(x)]
 
 
 def score_batch(rows):
@@ -684,4 +770,6 @@ def score_batch(rows):
     _parallel(run, parts)
     if not all(finite):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out[:n].copy() if n < BLOCK else out

@@ -2,7 +2,9 @@
 
 Compiled from a trained model: every learned weight is a literal below, every ReLU an
 if/else.
-Pure Python with no imports: copy this one file anywhere and call score(x).
+Pure Python with no imports: copy this one file anywhere.
+Call scores(x) for the outputs, predict(x) for the class label, predict_index(x) for its index.
+score_batch(rows) does the same for many inputs at once.
 Layer layouts: unrolled, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
@@ -1494,16 +1496,42 @@ def _kernel(x, out):
     out[9] = l2_p9
 
 
+def _is_real(v):
+    # Python's int and float and numpy's integer and float scalars, as the Numba program's dtype
+    # check: never bool, complex, strings or other objects that merely convert to float.
+    if isinstance(v, bool):
+        return False
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return isinstance(v, (int, float)) or kind in ("f", "i", "u")
+
+
+def _real_array(x):
+    # An array's dtype decides, as in the Numba program: bool, complex and object are refused.
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    if kind is not None and kind not in ("f", "i", "u"):
+        raise TypeError(f"expected an array of numbers, got dtype {x.dtype}")
+
+
+def _finite_output(value):
+    # Finite inputs whose outputs overflow get an error, never a result that looks normal.
+    if value - value != 0.0:
+        raise ValueError(
+            f"the network's output is {value!r} for finite inputs: an overflow (inputs too large)"
+        )
+    return value
+
+
 def _vector(x):
     """`x` as a list of N_INPUTS finite floats; TypeError or ValueError saying what is wrong."""
     if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__len__"):
         raise TypeError(f"expected a sequence of {N_INPUTS} numbers, got {type(x).__name__}")
+    _real_array(x)
     if len(x) != N_INPUTS:
         raise ValueError(f"expected {N_INPUTS} numbers, got {len(x)}")
     values = []
     for i, v in enumerate(x):
-        if isinstance(v, (str, bytes, bool)) or not hasattr(v, "__float__"):
-            raise TypeError(f"input {i}: expected a number, got {type(v).__name__}")
+        if not _is_real(v):
+            raise TypeError(f"input {i}: expected a real number, got {type(v).__name__}")
         v = float(v)
         if v - v != 0.0:
             raise ValueError(f"input {i} is {v!r}: inputs must be finite")
@@ -1515,10 +1543,12 @@ def scores(x):
     """The network's N_OUTPUTS outputs for one input: a sequence of N_INPUTS numbers."""
     out = [0.0] * N_OUTPUTS
     _kernel(_vector(x), out)
+    for value in out:
+        _finite_output(value)
     return out
 
 
-def predict(x):
+def predict_index(x):
     """The index of the largest output (the first one on ties)."""
     out = scores(x)
     best = 0
@@ -1528,8 +1558,14 @@ def predict(x):
     return best
 
 
+def predict(x):
+    """The class of the largest output: its label, LABELS[predict_index(x)]."""
+    return LABELS[predict_index(x)]
+
+
 def score_batch(rows):
     """scores() of each row, as a list."""
     if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
         raise TypeError(f"expected a sequence of rows, got {type(rows).__name__}")
+    _real_array(rows)
     return [scores(row) for row in rows]

@@ -4,11 +4,14 @@ Compiled from a trained model: every learned weight is a literal below, every Re
 if/else, and the decision `score > THRESHOLD`.
 Needs only numpy and numba; _kernel is compiled on import, the batch and scan functions
 on first use (all cached on disk).
+Call score(x) for the output, decide(x) for the decision.
+score_batch(rows) does the same for many inputs at once.
 Layer layouts: table, unrolled. Regenerate from the model file; do not edit by hand.
 """
 
 import math
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -1320,6 +1323,57 @@ L1_B = np.array((
     0.4623984423702933, 1.2648230689002846, 2.86027730026556, 2.0120414949630288, 2.0053236061421296, 2.1603278979311793, 3.0112900252451804, 2.874171880718866,
 ))
 
+# numba caches compiled functions on disk (cache=True), recording each one's module by name and
+# importing that name to load it again. The functions below take a module name of their own,
+# made from this file's text and registered before they are defined, so the cache works however
+# the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
+# file. Their cache files carry the same key, so an edited or regenerated file never loads them;
+# where no folder is writable, or a cache file is unreadable, the functions just compile.
+PROGRAM_KEY = '2761c321f9825ce3'
+_CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
+
+
+class _Namespace:
+    """What sys.modules holds under _CACHE_MODULE: an object whose attributes are our globals."""
+
+
+if _CACHE_MODULE not in sys.modules:
+    sys.modules[_CACHE_MODULE] = _Namespace()
+    sys.modules[_CACHE_MODULE].__dict__ = globals()
+
+
+def _cache_miss_on_error(method):
+    # numba raises on a truncated or foreign cache file; treat it as absent and compile
+    def call(*args):
+        try:
+            return method(*args)
+        except Exception:
+            return None
+
+    return call
+
+
+def _jit(signature=None, **options):
+    """njit(cache=True, **options) under _CACHE_MODULE; `signature` compiles it now, and only it."""
+
+    def compile_function(function):
+        function.__module__ = _CACHE_MODULE
+        function.__qualname__ = f"{function.__name__}_{PROGRAM_KEY}"
+        try:
+            dispatcher = njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder: compile on every load
+            dispatcher = njit(**options)(function)
+        cache = getattr(dispatcher, "_cache", None)
+        if cache is not None and hasattr(cache, "load_overload"):
+            cache.load_overload = _cache_miss_on_error(cache.load_overload)
+            cache.save_overload = _cache_miss_on_error(cache.save_overload)
+        if signature is not None:
+            dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
+
+    return compile_function
+
 # Rows the batch and scan kernel scores per pass (each weight it loads serves BLOCK rows), and
 # the smallest share of a batch worth a thread of its own.
 BLOCK = 4
@@ -1338,7 +1392,7 @@ STAGE_UNITS = 8
 BOUND_FROM = 8
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _tail(l1_h):
     # The unrolled layers, from their input vector; both kernels call this one copy.
     # layer 2: dense 16 -> 1, identity, unrolled
@@ -1365,7 +1419,7 @@ def _tail(l1_h):
     return l2_h0
 
 
-@njit("float64(float64[::1])", cache=True)
+@_jit("float64(float64[::1])")
 def _kernel(x):
     # x of the wrong length, or holding NaN or infinity, gives NaN: the caller says which
     # problem. x - x != 0 for NaN and infinity only, and the loop vectorises as it has no early exit.
@@ -1484,7 +1538,7 @@ def _kernel(x):
     return _tail(l1_h)
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _rows_kernel(x, out):
     """_kernel of each row of x (at least BLOCK rows) into out, BLOCK rows per pass; False when
     an input is NaN or infinite. Compiled on first use, as are the scanner's functions."""
@@ -1688,7 +1742,7 @@ def _rows_kernel(x, out):
     return finite
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _scan_kernel(x, out, threshold):
     """_rows_kernel for find_faces's windows (finite, at least BLOCK rows): a window scoring above
     threshold gets its exact score, any other one its score or an upper bound of it that is at
@@ -2032,6 +2086,7 @@ def _rows(x, ndim):
     """`x` as a C-contiguous float64 array of `ndim` dimensions and N_INPUTS columns."""
     if isinstance(x, (str, bytes, dict)):
         raise TypeError(f"expected an array of numbers, got {type(x).__name__}")
+    _real_elements(x)
     x = np.asarray(x)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"expected an array of numbers, got dtype {x.dtype}")
@@ -2042,8 +2097,32 @@ def _rows(x, ndim):
     return x if x.flags.writeable else x.copy()  # the compiled signatures take writable arrays
 
 
+def _real_elements(x):
+    # A list's elements decide, as in the Python program: np.asarray alone would take
+    # [True, 0.5] as floats. Arrays are judged by their dtype.
+    if not isinstance(x, np.ndarray):
+        for v in np.asarray(x, dtype=object).ravel():
+            if not _is_real(v):
+                raise TypeError(f"expected real numbers, got {type(v).__name__}")
+
+
 def _not_finite():
     return ValueError("inputs must be finite: found NaN or infinity")
+
+
+def _overflow(value):
+    # Finite inputs whose outputs overflow get an error, never a result that looks normal.
+    return ValueError(
+        f"the network's output is {value!r} for finite inputs: an overflow (inputs too large)"
+    )
+
+
+def _is_real(v):
+    # int, float and numpy's integer and float scalars: never bool, complex or strings.
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return isinstance(v, (int, float)) or kind in ("f", "i", "u")
 
 
 def score(x):
@@ -2053,14 +2132,14 @@ def score(x):
     # the full checks below then name the problem.
     try:
         value = _kernel(x)
-    except TypeError:
+    except (TypeError, ValueError):  # numba: "cannot compute fingerprint of empty list"
         value = math.nan
-    if value == value:
+    if value - value == 0.0:  # finite: the usual case
         return value
     x = _rows(x, 1)
     value = _kernel(x)
-    if value != value and not np.isfinite(x).all():
-        raise _not_finite()
+    if value - value != 0.0:
+        raise _not_finite() if not np.isfinite(x).all() else _overflow(value)
     return value
 
 
@@ -2087,6 +2166,8 @@ def score_batch(rows):
     _parallel(run, parts)
     if not all(finite):
         raise _not_finite()
+    if not np.isfinite(out).all():
+        raise _overflow(out[~np.isfinite(out)][0])
     return out[:n].copy() if n < BLOCK else out
 
 
@@ -2099,6 +2180,9 @@ DEFAULT_STRIDE = 2
 DEFAULT_OVERLAP = 0.3
 # Largest pyramid level scanned, in pixels: bounds memory for huge images or scales.
 MAX_LEVEL_PIXELS = 67_108_864
+# A scan scores at most MAX_SCAN_WINDOWS windows over all its levels, 450 times the default
+# scan of a 512x512 photo (150,000 windows); one asking for more is refused before any work.
+MAX_SCAN_WINDOWS = 67_108_864
 # Windows copied into one buffer and scored together.
 GROUP = 32
 
@@ -2127,7 +2211,7 @@ def _pyramid_level(image, s):
     return out
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _reflect(i, n):
     # An index mirrored about the edge pixels into 0..n-1 (-1 -> 1, n -> n - 2).
     if n == 1:
@@ -2137,7 +2221,7 @@ def _reflect(i, n):
     return period - i if i > n - 1 else i
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _blur(image, weights):
     # templater.scan.blur: along each row, then each column; every output adds its taps from
     # -R up, starting at 0.0, so the sums are the reference's bit for bit. The loops run over
@@ -2162,7 +2246,7 @@ def _blur(image, weights):
     return out
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _resample(image, s, out):
     # templater.scan.pyramid_level element by element, the same operations in the same types
     # (numpy's gathers and temporaries took a fifth of a scan's time).
@@ -2188,7 +2272,7 @@ def _resample(image, s, out):
             out[r, c] = top + fy * (bottom - top)
 
 
-@njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def _level_scores(level, stride, first, step, scores, threshold):
     # Window rows first, first + step, ... of a level into scores (one thread's share). GROUP
     # windows at a time are copied into one contiguous buffer (3-4x faster than strided reads).
@@ -2226,7 +2310,7 @@ def _level_candidates(level, stride, s, threshold):
     )
 
 
-@njit(cache=True)
+@_jit()
 def _suppress(boxes, overlap):
     # Greedy NMS over boxes sorted best first: which ones survive.
     n = boxes.shape[0]
@@ -2255,6 +2339,7 @@ def _image(image):
     """`image` as a C-contiguous float64 (H, W) array; TypeError or ValueError saying why not."""
     if isinstance(image, (str, bytes, dict)):
         raise TypeError(f"expected a 2-D array of pixels, got {type(image).__name__}")
+    _real_elements(image)
     img = np.asarray(image)
     if img.dtype.kind not in "fiu" or img.dtype == np.bool_:
         raise TypeError(f"expected an array of numbers, got dtype {img.dtype}")
@@ -2283,8 +2368,8 @@ def _settings(scales, stride, threshold, overlap):
         raise TypeError(f"scales must be a sequence of numbers, got {type(scales).__name__}")
     checked = []
     for s in scales:
-        if isinstance(s, (str, bytes, bool)) or not hasattr(s, "__float__"):
-            raise TypeError(f"each scale must be a number, got {type(s).__name__}")
+        if not _is_real(s):
+            raise TypeError(f"each scale must be a real number, got {type(s).__name__}")
         s = float(s)
         if not (math.isfinite(s) and s > 0.0):
             raise ValueError(f"each scale must be a positive finite number, got {s!r}")
@@ -2295,13 +2380,32 @@ def _settings(scales, stride, threshold, overlap):
         raise ValueError(f"stride must be at least 1, got {stride}")
     values = []
     for name, v in (("threshold", threshold), ("overlap", overlap)):
-        if isinstance(v, (str, bytes, bool)) or not hasattr(v, "__float__"):
-            raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+        if not _is_real(v):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
         v = float(v)
         if not math.isfinite(v):
             raise ValueError(f"{name} must be finite, got {v!r}")
         values.append(v)
     return checked, int(stride), values[0], values[1]
+
+
+def _check_budget(levels, stride):
+    """Refuse levels (rows, cols) beyond MAX_LEVEL_PIXELS, or beyond MAX_SCAN_WINDOWS windows
+    in all, before any work; levels smaller than the window are skipped by the scan."""
+    windows = 0
+    for rows, cols in levels:
+        if rows < WINDOW or cols < WINDOW:
+            continue
+        if rows * cols > MAX_LEVEL_PIXELS:
+            raise ValueError(
+                f"a scale makes a {rows}x{cols} level, more than {MAX_LEVEL_PIXELS} pixels"
+            )
+        windows += ((rows - WINDOW) // stride + 1) * ((cols - WINDOW) // stride + 1)
+    if windows > MAX_SCAN_WINDOWS:
+        raise ValueError(
+            f"the scan would score {windows} windows, more than MAX_SCAN_WINDOWS "
+            f"({MAX_SCAN_WINDOWS}): use fewer or smaller scales, or a larger stride"
+        )
 
 
 def find_faces(
@@ -2328,16 +2432,16 @@ def find_faces(
     scales, stride, threshold, overlap = _settings(
         scales, stride, THRESHOLD if threshold is None else threshold, overlap
     )
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap must lie in [0, 1], got {overlap!r}")
+    _check_budget([(math.floor(img.shape[0] * s), math.floor(img.shape[1] * s)) for s in scales],
+                  stride)
     parts = []
     for s in scales:
         rows = math.floor(img.shape[0] * s)
         cols = math.floor(img.shape[1] * s)
         if rows < WINDOW or cols < WINDOW:
             continue
-        if rows * cols > MAX_LEVEL_PIXELS:
-            raise ValueError(
-                f"scale {s!r} makes a {rows}x{cols} level, more than {MAX_LEVEL_PIXELS} pixels"
-            )
         parts.append(_level_candidates(_pyramid_level(img, s), stride, s, threshold))
     boxes = np.concatenate(parts) if parts else np.zeros((0, 4))
     boxes = np.ascontiguousarray(boxes[np.argsort(-boxes[:, 3], kind="stable")])

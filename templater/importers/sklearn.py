@@ -19,8 +19,9 @@ def from_sklearn(estimator: Any, name: str = "") -> Network:
 
     Binary classifier: one logistic output, head `binary` with threshold 0.5, so `decide` is
     `predict(x) == classes_[1]`. Multi-class: softmax output, head `multiclass` labelled with
-    `classes_`. Regressor: identity output, head `regression`. The class labels of a binary
-    classifier are kept in `metadata["classes"]`.
+    `classes_`. Regressor: identity output, head `regression`. A binary classifier's string or
+    integer classes label its head (the program's `predict`); any classes are also kept in
+    `metadata["classes"]`.
     """
     try:
         from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -48,7 +49,10 @@ def from_sklearn(estimator: Any, name: str = "") -> Network:
     if isinstance(estimator, MLPClassifier):
         classes = [_plain(c) for c in estimator.classes_]
         if out.name == "sigmoid" and len(classes) == 2 and coefs[-1].shape[1] == 1:
-            head = Head("binary", threshold=0.5)  # LabelBinarizer: class 1 iff p > 0.5
+            labels = None  # the program's predict(x) gives classes_[decide(x)]
+            if all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
+                labels = tuple(classes)
+            head = Head("binary", threshold=0.5, labels=labels)  # class 1 iff p > 0.5
             if all(isinstance(c, (str, int, float, bool)) for c in classes):
                 metadata["classes"] = classes
         elif out.name == "softmax":

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from templater import naming
-from templater.errors import MalformedModelError, TemplaterError
+from templater.errors import MalformedModelError
 
 # Module-level constants every generated program defines.
 _HEADER_NAMES = ("MODEL_DIGEST", "N_INPUTS", "N_OUTPUTS", "NORMALIZATION")
@@ -61,16 +61,13 @@ class ProgramFile:
 
 def read_program(path: str | os.PathLike) -> ProgramFile:
     """Parse a generated program without running it; refuse anything that is not one."""
+    from templater.fileio import read_program_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TemplaterError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise MalformedModelError(f"{path}: not a templater program (not UTF-8 text)") from exc
+    text = read_program_text(path)  # bounded: a link to /dev/zero is refused, not read
     try:
         tree = ast.parse(text, str(path))
-    except (SyntaxError, ValueError) as exc:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # the last two: nesting
         raise MalformedModelError(
             f"{path}: not a templater program (not valid Python: {exc})"
         ) from exc
@@ -83,7 +80,7 @@ def read_program(path: str | os.PathLike) -> ProgramFile:
             if name in _HEADER_NAMES or name in _OPTIONAL_NAMES:
                 try:
                     constants[name] = ast.literal_eval(node.value)
-                except ValueError as exc:
+                except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
                     raise MalformedModelError(
                         f"{path}, line {node.lineno}: {name} is not a literal"
                     ) from exc
