@@ -464,3 +464,28 @@ def bench_command(
     if json_path:
         write_atomic(json_path, results.to_json() + "\n")
         click.echo(f"wrote {json_path}", err=True)
+
+
+# -- train-conv: the own convolutional face detector -----------------------------------------------
+@main.command("train-conv")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for model.npz and own_numba.py (float32).")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Adam steps before bootstrapping [the recipe's].")
+@click.option("--rounds", type=click.IntRange(0), default=None,
+              help="Bootstrapping rounds [the recipe's].")
+@click.option("--round-steps", type=click.IntRange(1), default=None,
+              help="Adam steps after each round [the recipe's].")
+def train_conv_command(
+    seed: int, output: str, steps: int | None, rounds: int | None, round_steps: int | None
+) -> None:
+    """Train the own convolutional face detector by search and compile it (float32)."""
+    from templater import own_train
+    changes = {k: v for k, v in (("steps", steps), ("rounds", rounds),
+                                 ("round_steps", round_steps)) if v is not None}
+    recipe = own_train.with_changes(own_train.ConvRecipe(), **changes)
+    det, _ = own_train.train(recipe, seed, progress=lambda text: click.echo(text, err=True))
+    for path in own_train.write_outputs(det, output):
+        click.echo(f"wrote {path}", err=True)
+    click.echo(f"threshold {det.threshold!r}")

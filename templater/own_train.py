@@ -271,3 +271,38 @@ def with_changes(recipe: ConvRecipe, **changes: Any) -> ConvRecipe:
         return replace(recipe, **changes)
     except TypeError as exc:
         raise UsageError(str(exc)) from None
+
+
+def provenance(det: OwnDetector) -> str:
+    meta = det.metadata
+    return (
+        "templater's own face detector, trained by templater's search (conv_sgd, Adam) on\n"
+        "scikit-image's lfw_subset faces and face-free scikit-image / scikit-learn photos.\n"
+        f"Seed {meta.get('seed')}; threshold {det.threshold!r} (apply to the 'face' map);\n"
+        f"window {det.window}, stride {det.stride}. Use it through "
+        "templater.own_detector.find_faces;\n"
+        "it takes gray levels in [0, 1] (the input normalisation is folded into conv0).\n"
+        "Regenerate: templater train-conv --seed SEED -o DIR"
+    )
+
+
+def write_outputs(det: OwnDetector, out: str, targets: tuple[str, ...] = ("numba",)):
+    """model.npz and the compiled float32 program own_numba.py in the folder `out` (the
+    pure-Python target has no float32, and find_faces compares float32 maps)."""
+    from pathlib import Path
+
+    from templater.conv_compiler import compile_conv
+    from templater.fileio import write_atomic
+    from templater.own_detector import save
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    net = det.network()
+    written = []
+    for target in targets:
+        source = compile_conv(net, target, dtype="float32", provenance=provenance(det))
+        written.append(write_atomic(folder / f"own_{target}.py", source))
+    save(det, folder / "model.npz")
+    return written + [folder / "model.npz"]
