@@ -128,13 +128,16 @@ def photo_boxes(
         m = score_map(stack, params, pyramid_level(image, s))
         flat = np.argsort(-m, axis=None, kind="stable")[:top]
         r, c = np.unravel_index(flat, m.shape)
-        found.append(np.stack([r * stride / s, c * stride / s, np.full(r.size, window / s), m[r, c]], 1))
+        size = np.full(r.size, window / s)
+        found.append(np.stack([r * stride / s, c * stride / s, size, m[r, c]], 1))
     boxes = np.concatenate(found) if found else np.zeros((0, 4))
     boxes = boxes[np.argsort(-boxes[:, 3], kind="stable")[:top]]
     return non_max_suppression(boxes)
 
 
-def mine(stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...], limit: int) -> np.ndarray:
+def mine(
+    stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...], limit: int
+) -> np.ndarray:
     """The best-scoring windows above 0 of each photo's pyramid (before NMS), as (n, 1, R, R)."""
     window, stride = stack.receptive_field(), stack.stride()
     out = []
@@ -213,7 +216,8 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
 
     say(f"{len(data.y)} windows ({int(data.y.sum())} faces), {len(photos)} photos")
     params = conv_sgd.adam(
-        stack, params, sampler(data, recipe.batch), recipe.steps, rng, recipe.lr, recipe.decay, report
+        stack, params, sampler(data, recipe.batch), recipe.steps, rng, recipe.lr, recipe.decay,
+        report,
     )
     for r in range(recipe.rounds):
         hard = mine(stack, params, photos, recipe.hard_per_photo)
@@ -305,4 +309,4 @@ def write_outputs(det: OwnDetector, out: str, targets: tuple[str, ...] = ("numba
         source = compile_conv(net, target, dtype="float32", provenance=provenance(det))
         written.append(write_atomic(folder / f"own_{target}.py", source))
     save(det, folder / "model.npz")
-    return written + [folder / "model.npz"]
+    return [*written, folder / "model.npz"]

@@ -92,7 +92,8 @@ def test_compiled_program_and_find_faces_equal_the_reference(tmp_path):
         np.testing.assert_array_equal(got, want)
     image = _photo()
     # A threshold that keeps a few hundred windows, so NMS has work to do.
-    maps = [own_detector.level_map(image, s, net, None) for s in own_detector.scales(image.shape, 18, 24)]
+    levels = own_detector.scales(image.shape, 18, 24)
+    maps = [own_detector.level_map(image, s, net, None) for s in levels]
     threshold = float(np.quantile(np.concatenate([m.ravel() for m in maps]), 0.98))
     ref = det.find_faces(image, 24, threshold=threshold)
     out = det.find_faces(image, 24, program=program, threshold=threshold)

@@ -76,7 +76,11 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarra
 
 
 def conv_backward(
-    dout: np.ndarray, cols: np.ndarray, x_shape: tuple[int, ...], w: np.ndarray, need_dx: bool = True
+    dout: np.ndarray,
+    cols: np.ndarray,
+    x_shape: tuple[int, ...],
+    w: np.ndarray,
+    need_dx: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients (dx, dw, db) of `conv_forward` given the output gradient; dx is the "full"
     correlation of the output gradient with the flipped kernel (one im2col product)."""
@@ -115,7 +119,7 @@ def pool_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pool_backward(dout: np.ndarray, arg: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
-    n, c, h, w = x_shape
+    n, c = x_shape[:2]
     oh, ow = dout.shape[2:]
     flat = np.zeros((n, c, oh, ow, 4), dtype=dout.dtype)
     np.put_along_axis(flat, arg[..., None], dout[..., None], axis=-1)
