@@ -99,3 +99,12 @@ def test_compiled_program_and_find_faces_equal_the_reference(tmp_path):
     out = det.find_faces(image, 24, program=program, threshold=threshold)
     assert len(ref) > 3
     np.testing.assert_array_equal(out, ref)
+
+
+def test_committed_program_is_the_committed_model_compiled():
+    from templater.conv_compiler import compile_conv
+    from templater.own_train import provenance
+
+    det = load(own_detector.GENERATED / "model.npz")
+    source = compile_conv(det.network(), "numba", dtype="float32", provenance=provenance(det))
+    assert (own_detector.GENERATED / "own_numba.py").read_text() == source
