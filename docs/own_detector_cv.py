@@ -13,11 +13,11 @@ from dataclasses import asdict
 from templater.own_train import ConvRecipe, cross_validate
 
 CANDIDATES = {
-    # 18x18 window, stride 4: conv3-8, pool, conv3-16, pool, conv3-32, score 1x1.
-    "w18": ConvRecipe(),
+    # 18x18 window, stride 4: conv3-8, pool, conv3-16, pool, conv3-32, score 1x1; 3 rounds.
+    "w18": ConvRecipe(rounds=3),
     # 12x12 window, stride 2 (PNet's trunk): conv3-10, pool, conv3-16, conv3-32, score 1x1.
-    "w12": ConvRecipe(channels=(10, 16, 32), pools=(True, False, False)),
-    # w18 with more bootstrapping rounds.
+    "w12": ConvRecipe(channels=(10, 16, 32), pools=(True, False, False), rounds=3),
+    # w18 with five bootstrapping rounds (the shipped recipe).
     "w18r5": ConvRecipe(rounds=5),
 }
 

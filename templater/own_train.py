@@ -46,7 +46,7 @@ class ConvRecipe:
     kernels: tuple[int, ...] = (3, 3, 3)
     pools: tuple[bool, ...] = (True, True, False)
     steps: int = 800
-    rounds: int = 3
+    rounds: int = 5
     round_steps: int = 300
     batch: int = 64
     lr: float = 3e-3
