@@ -297,8 +297,7 @@ def detect(
     scheduler: str | None, dask_mode: str | None, resume: bool, png_dir: str | None,
 ) -> None:
     """Find faces in photos (PNG, JPEG or .npy) with DETECTOR: `mtcnn` (the committed compiled
-    MTCNN), `own` (the committed convolutional detector), `dense` (the committed 625-16-1), or
-    the path of a face program (.py) or model.
+    MTCNN), `dense` (the committed 625-16-1), or the path of a face program (.py) or model.
 
     MTCNN-style programs (find_faces(image, min_face=...)) see the colour photo and print boxes
     as x0 y0 x1 y1 score; in a collection, boxes are written as (row, col, size, score) like the
@@ -821,3 +820,28 @@ def evaluate_command(
     if png_path:
         write_atomic(png_path, evaluate.contact_sheet(report))
         click.echo(f"wrote {png_path}", err=True)
+
+
+# -- train-conv: the own convolutional face detector -----------------------------------------------
+@main.command("train-conv")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for model.npz and own_numba.py (float32).")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Adam steps before bootstrapping [the recipe's].")
+@click.option("--rounds", type=click.IntRange(0), default=None,
+              help="Bootstrapping rounds [the recipe's].")
+@click.option("--round-steps", type=click.IntRange(1), default=None,
+              help="Adam steps after each round [the recipe's].")
+def train_conv_command(
+    seed: int, output: str, steps: int | None, rounds: int | None, round_steps: int | None
+) -> None:
+    """Train the own convolutional face detector by search and compile it (float32)."""
+    from templater import own_train
+    changes = {k: v for k, v in (("steps", steps), ("rounds", rounds),
+                                 ("round_steps", round_steps)) if v is not None}
+    recipe = own_train.with_changes(own_train.ConvRecipe(), **changes)
+    det, _ = own_train.train(recipe, seed, progress=lambda text: click.echo(text, err=True))
+    for path in own_train.write_outputs(det, output):
+        click.echo(f"wrote {path}", err=True)
+    click.echo(f"threshold {det.threshold!r}")

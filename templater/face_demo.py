@@ -21,8 +21,8 @@ from templater.golden import default_root
 
 MIN_FACE = 24
 # The committed detectors and their peers, in the order of the table.
-COMMITTED = ("mtcnn/mtcnn_numba.py", "own/own_numba.py", "face/face_numba.py")
-PEERS = ("haar3", "lbp")
+COMMITTED = ("mtcnn/mtcnn_numba.py", "face/face_numba.py")
+PEERS = ("own", "haar3", "lbp")
 
 
 def committed_detectors(root: Path | None = None) -> list[str]:
@@ -30,8 +30,9 @@ def committed_detectors(root: Path | None = None) -> list[str]:
     return [str(root / p) for p in COMMITTED if (root / p).is_file()]
 
 
-# Detectors by name: the committed programs.
-NAMED = {"mtcnn": "mtcnn/mtcnn_numba.py", "own": "own/own_numba.py", "dense": "face/face_numba.py"}
+# Detectors by name: the committed programs (the own detector's scan is templater.own_detector:
+# `templater evaluate own`).
+NAMED = {"mtcnn": "mtcnn/mtcnn_numba.py", "dense": "face/face_numba.py"}
 
 
 def detector_path(name_or_path: str) -> str:

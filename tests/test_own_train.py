@@ -1,0 +1,36 @@
+"""Training the own detector on a tiny budget: it runs, mines, sets a threshold, saves."""
+
+import numpy as np
+import pytest
+
+from templater import own_train
+from templater.own_detector import load
+
+
+def test_shrink_keeps_flat_windows_flat():
+    x = np.full((2, 625), 0.3)
+    out = own_train.shrink(x, 18)
+    assert out.shape == (2, 1, 18, 18)
+    np.testing.assert_allclose(out, 0.3)
+
+
+def test_sampler_balances_the_classes():
+    x = np.random.default_rng(0).random((50, 1, 18, 18))
+    data = own_train.Windows(x, np.r_[np.ones(5), np.zeros(45)])
+    x, y, w = own_train.sampler(data, 16)(np.random.default_rng(1))
+    assert x.shape == (16, 1, 18, 18) and y.sum() == 8 and w.sum() == 16
+
+
+@pytest.mark.slow
+def test_tiny_training_run(tmp_path):
+    recipe = own_train.ConvRecipe(steps=30, rounds=1, round_steps=10, augment_copies=2)
+    messages = []
+    det, metrics = own_train.train(recipe, 0, test_fold=0, progress=messages.append)
+    assert any("hard negatives" in m for m in messages)
+    assert np.isfinite(det.threshold)
+    assert metrics["faces"] > 0 and 0 <= metrics["faces_found"] <= metrics["faces"]
+    own_train.write_outputs(det, tmp_path / "out", targets=())
+    back = load(tmp_path / "out" / "model.npz")
+    assert back.threshold == det.threshold
+    for a, b in zip(back.params, det.params, strict=True):
+        np.testing.assert_array_equal(a, b)
