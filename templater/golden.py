@@ -3,7 +3,7 @@
 `generated/manifest.json` lists each program: its model file, target, layout and output file
 (paths relative to generated/), and optionally its dtype and kind (`mtcnn`: the model is a
 folder of pnet.npz, rnet.npz and onet.npz, compiled into one detector by
-templater.mtcnn_program). Regenerating must give byte-identical files; `check` reports
+templater.mtcnn_program; `own`: templater.own_detector's model file). Regenerating must give byte-identical files; `check` reports
 unified diffs instead of writing.
 """
 
@@ -87,6 +87,14 @@ def _render(entry: Entry, root: Path, models: dict[str, object]) -> str:
 
         nets = {name: load_model(root / entry.model / f"{name}.npz") for name in NETS}
         return compile_mtcnn(nets, entry.dtype, entry.layout)
+    if entry.kind == "own":  # templater's own conv detector: its model file is own_detector's
+        from templater.conv_compiler import compile_conv
+        from templater.own_detector import load
+        from templater.own_train import provenance
+
+        detector = load(root / entry.model)
+        return compile_conv(detector.network(), entry.target, entry.layout, entry.dtype,
+                            provenance(detector))
     if entry.kind != "network":
         raise MalformedModelError(f"manifest: unknown kind {entry.kind!r}")
     if entry.model not in models:

@@ -1,4 +1,4 @@
-"""templater program 9017abf667c5dba7: a convolutional network as a Numba program in float32.
+"""templater program 76925bb9749dc82f: a convolutional network as a Numba program in float32.
 
 Compiled from a trained model: every learned weight is a literal below, every ReLU and PReLU an
 if/else. Feature maps are (channels, rows, columns) arrays.
@@ -15,11 +15,12 @@ Regenerate from the model file; do not edit by hand.
 """
 
 import math
+import sys
 
 import numpy as np
 from numba import njit
 
-MODEL_DIGEST = '9017abf667c5dba7'
+MODEL_DIGEST = '76925bb9749dc82f'
 MODEL_NAME = 'own-seed0'
 DTYPE = 'float32'
 INPUT_CHANNELS = 1
@@ -31,7 +32,7 @@ RECEPTIVE_FIELD = (18, 18)
 HEADS = ('face',)
 # The layers, as data (read with ast.literal_eval by diff and verify).
 LAYERS = (
-    {'form': 'unrolled', 'groups': 1, 'in_channels': 1, 'index': 0, 'kernel': (3, 3), 'kind': 'conv2d', 'out_channels': 8, 'padding': (0, 0, 0, 0), 'part': 'trunk', 'stride': (1, 1)},
+    {'form': 'table', 'groups': 1, 'in_channels': 1, 'index': 0, 'kernel': (3, 3), 'kind': 'conv2d', 'out_channels': 8, 'padding': (0, 0, 0, 0), 'part': 'trunk', 'stride': (1, 1)},
     {'channels': 8, 'form': 'loops', 'index': 1, 'kind': 'prelu', 'part': 'trunk'},
     {'ceil_mode': False, 'form': 'loops', 'index': 2, 'kernel': (2, 2), 'kind': 'pool2d', 'padding': (0, 0, 0, 0), 'part': 'trunk', 'pool': 'max', 'stride': (2, 2)},
     {'form': 'table', 'groups': 1, 'in_channels': 8, 'index': 3, 'kernel': (3, 3), 'kind': 'conv2d', 'out_channels': 16, 'padding': (0, 0, 0, 0), 'part': 'trunk', 'stride': (1, 1)},
@@ -39,8 +40,23 @@ LAYERS = (
     {'ceil_mode': False, 'form': 'loops', 'index': 5, 'kernel': (2, 2), 'kind': 'pool2d', 'padding': (0, 0, 0, 0), 'part': 'trunk', 'pool': 'max', 'stride': (2, 2)},
     {'form': 'table', 'groups': 1, 'in_channels': 16, 'index': 6, 'kernel': (3, 3), 'kind': 'conv2d', 'out_channels': 32, 'padding': (0, 0, 0, 0), 'part': 'trunk', 'stride': (1, 1)},
     {'channels': 32, 'form': 'loops', 'index': 7, 'kind': 'prelu', 'part': 'trunk'},
-    {'form': 'unrolled', 'groups': 1, 'head': 0, 'in_channels': 32, 'index': 0, 'kernel': (1, 1), 'kind': 'conv2d', 'out_channels': 1, 'padding': (0, 0, 0, 0), 'part': 'head', 'stride': (1, 1)},
+    {'form': 'table', 'groups': 1, 'head': 0, 'in_channels': 32, 'index': 0, 'kernel': (1, 1), 'kind': 'conv2d', 'out_channels': 1, 'padding': (0, 0, 0, 0), 'part': 'head', 'stride': (1, 1)},
 )
+
+T0_W = np.array([
+    4.278358459472656, 1.916709065437317, -0.03288102149963379, 0.29448220133781433, -1.9434421062469482, 0.7297585010528564, 1.3127813339233398, 2.2562031745910645, -0.9485286474227905,
+    -1.546280026435852, 0.5244776606559753, -0.512675404548645, 2.0741806030273438, 0.22266702353954315, -0.8466668725013733, 2.795257806777954, 1.439279556274414, -3.931138515472412,
+    1.0322587490081787, 2.091559648513794, -2.620769500732422, -0.7552652359008789, 0.4795043170452118, -1.849825143814087, -3.495151996612549, -0.16363242268562317, 1.2147440910339355,
+    0.07985848188400269, 0.8973471522331238, 0.7025182247161865, 1.8008583784103394, -0.5334465503692627, 2.8024394512176514, 2.1988492012023926, 1.1957803964614868, 2.5163462162017822,
+    -1.7439851760864258, -0.14222052693367004, -3.1042232513427734, 0.8342509865760803, 0.5871109962463379, -0.25976619124412537, 2.328981637954712, -0.02461552619934082, 1.2575324773788452,
+    -1.5078057050704956, -1.550883412361145, -1.2698850631713867, -0.1054898276925087, 1.2760968208312988, 3.754936456680298, -1.5826783180236816, 1.0188628435134888, 0.08175606280565262,
+    -3.618587017059326, 1.006663203239441, -2.162687301635742, 0.08455923199653625, -4.149986267089844, -0.29904690384864807, -1.8638684749603271, 2.2763688564300537, -1.7270482778549194,
+    3.2227115631103516, 1.006667137145996, 3.2586710453033447, -0.9465808272361755, -0.5428516864776611, 1.4740123748779297, -2.8594393730163574, -0.9012541770935059, -3.1387779712677,
+], dtype=np.float32).reshape((8, 1, 3, 3))
+
+T0_B = np.array([
+    -4.176403045654297, -0.08424948900938034, 2.1374096870422363, -5.859869480133057, 0.25596192479133606, 0.07089978456497192, 5.128294467926025, -0.19563913345336914,
+], dtype=np.float32).reshape((8,))
 
 T1_A = np.array([
     0.4708324670791626, 0.0007787422509863973, 0.4173744022846222, 0.4545820653438568, 0.3149144947528839, 0.1215100809931755, 0.6938430070877075, 0.3804979622364044,
@@ -713,6 +729,97 @@ T7_A = np.array([
     -0.19304926693439484, 0.4444921612739563, 0.18341341614723206, 0.19482368230819702, -0.19339458644390106, 0.09335248172283173, -0.0016704341396689415, 0.6223747134208679, -0.27555131912231445, -0.0838465616106987, -0.1527872532606125, 0.20078130066394806, -0.10908230394124985, 0.8437907695770264, -0.1456851363182068, 0.2403171956539154,
 ], dtype=np.float32).reshape((32,))
 
+H0_0_W = np.array([
+    -0.6993823647499084,
+    -0.2368934005498886,
+    -0.4147677719593048,
+    0.06634186208248138,
+    -0.2864810526371002,
+    -0.5253708362579346,
+    0.2996200621128082,
+    -0.22080235183238983,
+    0.05303278937935829,
+    0.19356730580329895,
+    -0.396468847990036,
+    0.13310657441616058,
+    -0.4566768705844879,
+    0.2908723056316376,
+    0.14218369126319885,
+    0.03253130242228508,
+    -0.35863226652145386,
+    0.15176118910312653,
+    -0.18216638267040253,
+    0.07857706397771835,
+    -0.37489375472068787,
+    -0.28040993213653564,
+    -0.31108468770980835,
+    0.3190288841724396,
+    -0.42186808586120605,
+    -0.3574095070362091,
+    -0.25397366285324097,
+    0.12953722476959229,
+    -0.554875910282135,
+    0.0662500336766243,
+    -0.42398107051849365,
+    0.03344378247857094,
+], dtype=np.float32).reshape((1, 32, 1, 1))
+
+H0_0_B = np.array([
+    -0.003307506674900651,
+], dtype=np.float32).reshape((1,))
+
+# numba caches compiled functions on disk (cache=True), recording each one's module by name and
+# importing that name to load it again. The functions below take a module name of their own,
+# made from this file's text and registered before they are defined, so the cache works however
+# the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
+# file. Their cache files carry the same key, so an edited or regenerated file never loads them;
+# where no folder is writable, or a cache file is unreadable, the functions just compile.
+PROGRAM_KEY = '233fb1dbd3999e7f'
+_CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
+
+
+class _Namespace:
+    """What sys.modules holds under _CACHE_MODULE: an object whose attributes are our globals."""
+
+
+if _CACHE_MODULE not in sys.modules:
+    sys.modules[_CACHE_MODULE] = _Namespace()
+    sys.modules[_CACHE_MODULE].__dict__ = globals()
+
+
+def _cache_miss_on_error(method):
+    # numba raises on a truncated or foreign cache file; treat it as absent and compile
+    def call(*args):
+        try:
+            return method(*args)
+        except Exception:
+            return None
+
+    return call
+
+
+def _jit(signature=None, **options):
+    """njit(cache=True, **options) under _CACHE_MODULE; `signature` compiles it now, and only it."""
+
+    def compile_function(function):
+        function.__module__ = _CACHE_MODULE
+        function.__qualname__ = f"{function.__name__}_{PROGRAM_KEY}"
+        try:
+            dispatcher = njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache folder: compile on every load
+            dispatcher = njit(**options)(function)
+        cache = getattr(dispatcher, "_cache", None)
+        if cache is not None and hasattr(cache, "load_overload"):
+            cache.load_overload = _cache_miss_on_error(cache.load_overload)
+            cache.save_overload = _cache_miss_on_error(cache.save_overload)
+        if signature is not None:
+            dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
+
+    return compile_function
+
+
 
 def _check(image):
     arr = np.asarray(image)
@@ -740,11 +847,11 @@ def _check(image):
     return arr
 
 
-@njit(cache=True)
-def _pad(x, pt, pl, pb, pr):
+@_jit()
+def _pad(x, pt, pl, pb, pr, value):
     if pt == 0 and pl == 0 and pb == 0 and pr == 0:
         return x
-    out = np.zeros((x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr), dtype=x.dtype)
+    out = np.full((x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr), value, dtype=x.dtype)
     # loops, not a slice assignment: numba compiles these several times faster
     for c in range(x.shape[0]):
         for y in range(x.shape[1]):
@@ -753,7 +860,7 @@ def _pad(x, pt, pl, pb, pr):
     return out
 
 
-@njit(cache=True)
+@_jit()
 def _sigmoid(v):
     if v >= 0.0:
         return 1.0 / (1.0 + math.exp(-v))
@@ -761,172 +868,144 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@_jit()
 def _tanh(v):
     return math.tanh(v)
 
 
-# conv 1 -> 8, kernel 3x3, stride 1x1, padding (0, 0, 0, 0), unrolled
-@njit(cache=True)
-def _t0(x):
+@_jit()
+def _prelu(x, slopes):
+    # x if x > 0 else slope * x, one slope per channel (axis 0 of a map or a vector)
+    out = x.copy()
+    flat = out.reshape(x.shape[0], -1)
+    for c in range(flat.shape[0]):
+        a = slopes[c]
+        for k in range(flat.shape[1]):
+            v = flat[c, k]
+            if v > 0.0:
+                pass
+            else:
+                flat[c, k] = a * v
+    return out
+
+
+@_jit()
+def _softmax(x):
+    # over channels (axis 0): exp(v - max), the exps summed over channels in order, each divided;
+    # exp and the sum in float64 (within the tolerance of exp; float32 maps round the result)
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    out = np.empty_like(flat)
+    for k in range(flat.shape[1]):
+        m = flat[0, k]
+        for c in range(1, n):
+            if flat[c, k] > m:
+                m = flat[c, k]
+        total = 0.0
+        for c in range(n):
+            e = math.exp(flat[c, k] - m)
+            out[c, k] = e
+            total += e
+        for c in range(n):
+            out[c, k] = out[c, k] / total
+    return out.reshape(x.shape)
+
+
+@_jit()
+def _flatten_chw(x):
+    return np.ascontiguousarray(x).reshape(-1)
+
+
+@_jit()
+def _flatten_hwc(x):
+    # the (rows, columns, channels) order of a network exported from NHWC tensors
+    return np.ascontiguousarray(x.transpose((1, 2, 0))).reshape(-1)
+
+
+# conv 1 -> 8, kernel 3x3, stride 1x1, padding (0, 0, 0, 0), table
+@_jit()
+def _t0(x, T0_W, T0_B):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr)
+    xp = _pad(x, pt, pl, pb, pr, 0.0)
     out = np.empty((8, oh, ow), dtype=np.float32)
-    for y in range(oh):
-        for j in range(ow):
-            out[0, y, j] = (
-                np.float32(-4.176403045654297)
-                + np.float32(4.278358459472656) * xp[0, y, j]
-                + np.float32(1.916709065437317) * xp[0, y, j + 1]
-                + np.float32(-0.03288102149963379) * xp[0, y, j + 2]
-                + np.float32(0.29448220133781433) * xp[0, y + 1, j]
-                + np.float32(-1.9434421062469482) * xp[0, y + 1, j + 1]
-                + np.float32(0.7297585010528564) * xp[0, y + 1, j + 2]
-                + np.float32(1.3127813339233398) * xp[0, y + 2, j]
-                + np.float32(2.2562031745910645) * xp[0, y + 2, j + 1]
-                + np.float32(-0.9485286474227905) * xp[0, y + 2, j + 2]
-            )
-            out[1, y, j] = (
-                np.float32(-0.08424948900938034)
-                + np.float32(-1.546280026435852) * xp[0, y, j]
-                + np.float32(0.5244776606559753) * xp[0, y, j + 1]
-                + np.float32(-0.512675404548645) * xp[0, y, j + 2]
-                + np.float32(2.0741806030273438) * xp[0, y + 1, j]
-                + np.float32(0.22266702353954315) * xp[0, y + 1, j + 1]
-                + np.float32(-0.8466668725013733) * xp[0, y + 1, j + 2]
-                + np.float32(2.795257806777954) * xp[0, y + 2, j]
-                + np.float32(1.439279556274414) * xp[0, y + 2, j + 1]
-                + np.float32(-3.931138515472412) * xp[0, y + 2, j + 2]
-            )
-            out[2, y, j] = (
-                np.float32(2.1374096870422363)
-                + np.float32(1.0322587490081787) * xp[0, y, j]
-                + np.float32(2.091559648513794) * xp[0, y, j + 1]
-                + np.float32(-2.620769500732422) * xp[0, y, j + 2]
-                + np.float32(-0.7552652359008789) * xp[0, y + 1, j]
-                + np.float32(0.4795043170452118) * xp[0, y + 1, j + 1]
-                + np.float32(-1.849825143814087) * xp[0, y + 1, j + 2]
-                + np.float32(-3.495151996612549) * xp[0, y + 2, j]
-                + np.float32(-0.16363242268562317) * xp[0, y + 2, j + 1]
-                + np.float32(1.2147440910339355) * xp[0, y + 2, j + 2]
-            )
-            out[3, y, j] = (
-                np.float32(-5.859869480133057)
-                + np.float32(0.07985848188400269) * xp[0, y, j]
-                + np.float32(0.8973471522331238) * xp[0, y, j + 1]
-                + np.float32(0.7025182247161865) * xp[0, y, j + 2]
-                + np.float32(1.8008583784103394) * xp[0, y + 1, j]
-                + np.float32(-0.5334465503692627) * xp[0, y + 1, j + 1]
-                + np.float32(2.8024394512176514) * xp[0, y + 1, j + 2]
-                + np.float32(2.1988492012023926) * xp[0, y + 2, j]
-                + np.float32(1.1957803964614868) * xp[0, y + 2, j + 1]
-                + np.float32(2.5163462162017822) * xp[0, y + 2, j + 2]
-            )
-            out[4, y, j] = (
-                np.float32(0.25596192479133606)
-                + np.float32(-1.7439851760864258) * xp[0, y, j]
-                + np.float32(-0.14222052693367004) * xp[0, y, j + 1]
-                + np.float32(-3.1042232513427734) * xp[0, y, j + 2]
-                + np.float32(0.8342509865760803) * xp[0, y + 1, j]
-                + np.float32(0.5871109962463379) * xp[0, y + 1, j + 1]
-                + np.float32(-0.25976619124412537) * xp[0, y + 1, j + 2]
-                + np.float32(2.328981637954712) * xp[0, y + 2, j]
-                + np.float32(-0.02461552619934082) * xp[0, y + 2, j + 1]
-                + np.float32(1.2575324773788452) * xp[0, y + 2, j + 2]
-            )
-            out[5, y, j] = (
-                np.float32(0.07089978456497192)
-                + np.float32(-1.5078057050704956) * xp[0, y, j]
-                + np.float32(-1.550883412361145) * xp[0, y, j + 1]
-                + np.float32(-1.2698850631713867) * xp[0, y, j + 2]
-                + np.float32(-0.1054898276925087) * xp[0, y + 1, j]
-                + np.float32(1.2760968208312988) * xp[0, y + 1, j + 1]
-                + np.float32(3.754936456680298) * xp[0, y + 1, j + 2]
-                + np.float32(-1.5826783180236816) * xp[0, y + 2, j]
-                + np.float32(1.0188628435134888) * xp[0, y + 2, j + 1]
-                + np.float32(0.08175606280565262) * xp[0, y + 2, j + 2]
-            )
-            out[6, y, j] = (
-                np.float32(5.128294467926025)
-                + np.float32(-3.618587017059326) * xp[0, y, j]
-                + np.float32(1.006663203239441) * xp[0, y, j + 1]
-                + np.float32(-2.162687301635742) * xp[0, y, j + 2]
-                + np.float32(0.08455923199653625) * xp[0, y + 1, j]
-                + np.float32(-4.149986267089844) * xp[0, y + 1, j + 1]
-                + np.float32(-0.29904690384864807) * xp[0, y + 1, j + 2]
-                + np.float32(-1.8638684749603271) * xp[0, y + 2, j]
-                + np.float32(2.2763688564300537) * xp[0, y + 2, j + 1]
-                + np.float32(-1.7270482778549194) * xp[0, y + 2, j + 2]
-            )
-            out[7, y, j] = (
-                np.float32(-0.19563913345336914)
-                + np.float32(3.2227115631103516) * xp[0, y, j]
-                + np.float32(1.006667137145996) * xp[0, y, j + 1]
-                + np.float32(3.2586710453033447) * xp[0, y, j + 2]
-                + np.float32(-0.9465808272361755) * xp[0, y + 1, j]
-                + np.float32(-0.5428516864776611) * xp[0, y + 1, j + 1]
-                + np.float32(1.4740123748779297) * xp[0, y + 1, j + 2]
-                + np.float32(-2.8594393730163574) * xp[0, y + 2, j]
-                + np.float32(-0.9012541770935059) * xp[0, y + 2, j + 1]
-                + np.float32(-3.1387779712677) * xp[0, y + 2, j + 2]
-            )
-    return out
-
-
-# prelu
-@njit(cache=True)
-def _t1(x, T1_A):
-    out = x.copy()
-    flat = out.reshape(x.shape[0], -1)
-    for c in range(flat.shape[0]):
-        for k in range(flat.shape[1]):
-            v = flat[c, k]
-            if v > np.float32(0.0):
-                pass
-            else:
-                v = T1_A[c] * v
-            flat[c, k] = v
+    for o in range(8):
+        first = (o // 8) * 1
+        for y in range(oh):
+            row = out[o, y]
+            b = T0_B[o]
+            for j in range(ow):
+                row[j] = b
+            for c in range(1):
+                x0 = xp[first + c, y]
+                x1 = xp[first + c, y + 1]
+                x2 = xp[first + c, y + 2]
+                w0_0 = T0_W[o, c, 0, 0]
+                w0_1 = T0_W[o, c, 0, 1]
+                w0_2 = T0_W[o, c, 0, 2]
+                w1_0 = T0_W[o, c, 1, 0]
+                w1_1 = T0_W[o, c, 1, 1]
+                w1_2 = T0_W[o, c, 1, 2]
+                w2_0 = T0_W[o, c, 2, 0]
+                w2_1 = T0_W[o, c, 2, 1]
+                w2_2 = T0_W[o, c, 2, 2]
+                for j in range(ow):
+                    row[j] = (
+                        row[j]
+                        + w0_0 * x0[j]
+                        + w0_1 * x0[j + 1]
+                        + w0_2 * x0[j + 2]
+                        + w1_0 * x1[j]
+                        + w1_1 * x1[j + 1]
+                        + w1_2 * x1[j + 2]
+                        + w2_0 * x2[j]
+                        + w2_1 * x2[j + 1]
+                        + w2_2 * x2[j + 2]
+                    )
     return out
 
 
 # max pool 2x2, stride 2x2, padding (0, 0, 0, 0)
-@njit(cache=True)
+@_jit()
 def _t2(x):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 2) // 2 + 1
     ow = (cols + pl + pr - 2) // 2 + 1
     out = np.empty((x.shape[0], oh, ow), dtype=np.float32)
+    extra_h = max((oh - 1) * 2 + 2 - (rows + pt + pb), 0)
+    extra_w = max((ow - 1) * 2 + 2 - (cols + pl + pr), 0)
+    xp = _pad(x, pt, pl, pb + extra_h, pr + extra_w, -np.inf)
+    out = np.empty((x.shape[0], oh, ow), dtype=x.dtype)
     for c in range(x.shape[0]):
         for y in range(oh):
+            r = xp[c, y * 2]
+            r1 = xp[c, y * 2 + 1]
             for j in range(ow):
-                m = -np.inf
-                for ky in range(2):
-                    iy = y * 2 + ky - pt
-                    if iy < 0 or iy >= rows:
-                        continue
-                    for kx in range(2):
-                        ix = j * 2 + kx - pl
-                        if ix < 0 or ix >= cols:
-                            continue
-                        v = x[c, iy, ix]
-                        if v > m:
-                            m = v
+                m = r[j * 2]
+                v = r[j * 2 + 1]
+                if v > m:
+                    m = v
+                v = r1[j * 2]
+                if v > m:
+                    m = v
+                v = r1[j * 2 + 1]
+                if v > m:
+                    m = v
                 out[c, y, j] = m
     return out
 
 
 # conv 8 -> 16, kernel 3x3, stride 1x1, padding (0, 0, 0, 0), table
-@njit(cache=True)
+@_jit()
 def _t3(x, T3_W, T3_B):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr)
+    xp = _pad(x, pt, pl, pb, pr, 0.0)
     out = np.empty((16, oh, ow), dtype=np.float32)
     for o in range(16):
         first = (o // 16) * 8
@@ -936,66 +1015,73 @@ def _t3(x, T3_W, T3_B):
             for j in range(ow):
                 row[j] = b
             for c in range(8):
-                for ky in range(3):
-                    xr = xp[first + c, y * 1 + ky]
-                    for kx in range(3):
-                        w = T3_W[o, c, ky, kx]
-                        for j in range(ow):
-                            row[j] += w * xr[j * 1 + kx]
-    return out
-
-
-# prelu
-@njit(cache=True)
-def _t4(x, T4_A):
-    out = x.copy()
-    flat = out.reshape(x.shape[0], -1)
-    for c in range(flat.shape[0]):
-        for k in range(flat.shape[1]):
-            v = flat[c, k]
-            if v > np.float32(0.0):
-                pass
-            else:
-                v = T4_A[c] * v
-            flat[c, k] = v
+                x0 = xp[first + c, y]
+                x1 = xp[first + c, y + 1]
+                x2 = xp[first + c, y + 2]
+                w0_0 = T3_W[o, c, 0, 0]
+                w0_1 = T3_W[o, c, 0, 1]
+                w0_2 = T3_W[o, c, 0, 2]
+                w1_0 = T3_W[o, c, 1, 0]
+                w1_1 = T3_W[o, c, 1, 1]
+                w1_2 = T3_W[o, c, 1, 2]
+                w2_0 = T3_W[o, c, 2, 0]
+                w2_1 = T3_W[o, c, 2, 1]
+                w2_2 = T3_W[o, c, 2, 2]
+                for j in range(ow):
+                    row[j] = (
+                        row[j]
+                        + w0_0 * x0[j]
+                        + w0_1 * x0[j + 1]
+                        + w0_2 * x0[j + 2]
+                        + w1_0 * x1[j]
+                        + w1_1 * x1[j + 1]
+                        + w1_2 * x1[j + 2]
+                        + w2_0 * x2[j]
+                        + w2_1 * x2[j + 1]
+                        + w2_2 * x2[j + 2]
+                    )
     return out
 
 
 # max pool 2x2, stride 2x2, padding (0, 0, 0, 0)
-@njit(cache=True)
+@_jit()
 def _t5(x):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 2) // 2 + 1
     ow = (cols + pl + pr - 2) // 2 + 1
     out = np.empty((x.shape[0], oh, ow), dtype=np.float32)
+    extra_h = max((oh - 1) * 2 + 2 - (rows + pt + pb), 0)
+    extra_w = max((ow - 1) * 2 + 2 - (cols + pl + pr), 0)
+    xp = _pad(x, pt, pl, pb + extra_h, pr + extra_w, -np.inf)
+    out = np.empty((x.shape[0], oh, ow), dtype=x.dtype)
     for c in range(x.shape[0]):
         for y in range(oh):
+            r = xp[c, y * 2]
+            r1 = xp[c, y * 2 + 1]
             for j in range(ow):
-                m = -np.inf
-                for ky in range(2):
-                    iy = y * 2 + ky - pt
-                    if iy < 0 or iy >= rows:
-                        continue
-                    for kx in range(2):
-                        ix = j * 2 + kx - pl
-                        if ix < 0 or ix >= cols:
-                            continue
-                        v = x[c, iy, ix]
-                        if v > m:
-                            m = v
+                m = r[j * 2]
+                v = r[j * 2 + 1]
+                if v > m:
+                    m = v
+                v = r1[j * 2]
+                if v > m:
+                    m = v
+                v = r1[j * 2 + 1]
+                if v > m:
+                    m = v
                 out[c, y, j] = m
     return out
 
 
 # conv 16 -> 32, kernel 3x3, stride 1x1, padding (0, 0, 0, 0), table
-@njit(cache=True)
+@_jit()
 def _t6(x, T6_W, T6_B):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr)
+    xp = _pad(x, pt, pl, pb, pr, 0.0)
     out = np.empty((32, oh, ow), dtype=np.float32)
     for o in range(32):
         first = (o // 32) * 16
@@ -1005,97 +1091,79 @@ def _t6(x, T6_W, T6_B):
             for j in range(ow):
                 row[j] = b
             for c in range(16):
-                for ky in range(3):
-                    xr = xp[first + c, y * 1 + ky]
-                    for kx in range(3):
-                        w = T6_W[o, c, ky, kx]
-                        for j in range(ow):
-                            row[j] += w * xr[j * 1 + kx]
+                x0 = xp[first + c, y]
+                x1 = xp[first + c, y + 1]
+                x2 = xp[first + c, y + 2]
+                w0_0 = T6_W[o, c, 0, 0]
+                w0_1 = T6_W[o, c, 0, 1]
+                w0_2 = T6_W[o, c, 0, 2]
+                w1_0 = T6_W[o, c, 1, 0]
+                w1_1 = T6_W[o, c, 1, 1]
+                w1_2 = T6_W[o, c, 1, 2]
+                w2_0 = T6_W[o, c, 2, 0]
+                w2_1 = T6_W[o, c, 2, 1]
+                w2_2 = T6_W[o, c, 2, 2]
+                for j in range(ow):
+                    row[j] = (
+                        row[j]
+                        + w0_0 * x0[j]
+                        + w0_1 * x0[j + 1]
+                        + w0_2 * x0[j + 2]
+                        + w1_0 * x1[j]
+                        + w1_1 * x1[j + 1]
+                        + w1_2 * x1[j + 2]
+                        + w2_0 * x2[j]
+                        + w2_1 * x2[j + 1]
+                        + w2_2 * x2[j + 2]
+                    )
     return out
 
 
-# prelu
-@njit(cache=True)
-def _t7(x, T7_A):
-    out = x.copy()
-    flat = out.reshape(x.shape[0], -1)
-    for c in range(flat.shape[0]):
-        for k in range(flat.shape[1]):
-            v = flat[c, k]
-            if v > np.float32(0.0):
-                pass
-            else:
-                v = T7_A[c] * v
-            flat[c, k] = v
-    return out
-
-
-# conv 32 -> 1, kernel 1x1, stride 1x1, padding (0, 0, 0, 0), unrolled
-@njit(cache=True)
-def _h0_0(x):
+# conv 32 -> 1, kernel 1x1, stride 1x1, padding (0, 0, 0, 0), table
+@_jit()
+def _h0_0(x, H0_0_W, H0_0_B):
     rows, cols = x.shape[1], x.shape[2]
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 1) // 1 + 1
     ow = (cols + pl + pr - 1) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr)
+    xp = _pad(x, pt, pl, pb, pr, 0.0)
     out = np.empty((1, oh, ow), dtype=np.float32)
-    for y in range(oh):
-        for j in range(ow):
-            out[0, y, j] = (
-                np.float32(-0.003307506674900651)
-                + np.float32(-0.6993823647499084) * xp[0, y, j]
-                + np.float32(-0.2368934005498886) * xp[1, y, j]
-                + np.float32(-0.4147677719593048) * xp[2, y, j]
-                + np.float32(0.06634186208248138) * xp[3, y, j]
-                + np.float32(-0.2864810526371002) * xp[4, y, j]
-                + np.float32(-0.5253708362579346) * xp[5, y, j]
-                + np.float32(0.2996200621128082) * xp[6, y, j]
-                + np.float32(-0.22080235183238983) * xp[7, y, j]
-                + np.float32(0.05303278937935829) * xp[8, y, j]
-                + np.float32(0.19356730580329895) * xp[9, y, j]
-                + np.float32(-0.396468847990036) * xp[10, y, j]
-                + np.float32(0.13310657441616058) * xp[11, y, j]
-                + np.float32(-0.4566768705844879) * xp[12, y, j]
-                + np.float32(0.2908723056316376) * xp[13, y, j]
-                + np.float32(0.14218369126319885) * xp[14, y, j]
-                + np.float32(0.03253130242228508) * xp[15, y, j]
-                + np.float32(-0.35863226652145386) * xp[16, y, j]
-                + np.float32(0.15176118910312653) * xp[17, y, j]
-                + np.float32(-0.18216638267040253) * xp[18, y, j]
-                + np.float32(0.07857706397771835) * xp[19, y, j]
-                + np.float32(-0.37489375472068787) * xp[20, y, j]
-                + np.float32(-0.28040993213653564) * xp[21, y, j]
-                + np.float32(-0.31108468770980835) * xp[22, y, j]
-                + np.float32(0.3190288841724396) * xp[23, y, j]
-                + np.float32(-0.42186808586120605) * xp[24, y, j]
-                + np.float32(-0.3574095070362091) * xp[25, y, j]
-                + np.float32(-0.25397366285324097) * xp[26, y, j]
-                + np.float32(0.12953722476959229) * xp[27, y, j]
-                + np.float32(-0.554875910282135) * xp[28, y, j]
-                + np.float32(0.0662500336766243) * xp[29, y, j]
-                + np.float32(-0.42398107051849365) * xp[30, y, j]
-                + np.float32(0.03344378247857094) * xp[31, y, j]
-            )
+    for o in range(1):
+        first = (o // 1) * 32
+        for y in range(oh):
+            row = out[o, y]
+            b = H0_0_B[o]
+            for j in range(ow):
+                row[j] = b
+            for c in range(32):
+                x0 = xp[first + c, y]
+                w0_0 = H0_0_W[o, c, 0, 0]
+                for j in range(ow):
+                    row[j] = (
+                        row[j]
+                        + w0_0 * x0[j]
+                    )
     return out
 
 
-@njit(cache=True)
-def _forward(x, T1_A, T3_W, T3_B, T4_A, T6_W, T6_B, T7_A):
+@_jit()
+def _forward(x, T0_W, T0_B, T1_A, T3_W, T3_B, T4_A, T6_W, T6_B, T7_A, H0_0_W, H0_0_B):
     h = x
-    h = _t0(h)
-    h = _t1(h, T1_A)
+    h = _t0(h, T0_W, T0_B)
+    h = _prelu(h, T1_A)
     h = _t2(h)
     h = _t3(h, T3_W, T3_B)
-    h = _t4(h, T4_A)
+    h = _prelu(h, T4_A)
     h = _t5(h)
     h = _t6(h, T6_W, T6_B)
-    h = _t7(h, T7_A)
+    h = _prelu(h, T7_A)
     g0 = h
-    g0 = _h0_0(g0)
+    g0 = _h0_0(g0, H0_0_W, H0_0_B)
     return (g0, )
+
 
 
 def forward(image):
     """Each head's output for one image, as a dict {head name: array}: maps for convolutional
     heads (channels, rows, columns), vectors for dense ones."""
-    return dict(zip(HEADS, _forward(_check(image), T1_A, T3_W, T3_B, T4_A, T6_W, T6_B, T7_A)))
+    return dict(zip(HEADS, _forward(_check(image), T0_W, T0_B, T1_A, T3_W, T3_B, T4_A, T6_W, T6_B, T7_A, H0_0_W, H0_0_B)))
