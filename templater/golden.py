@@ -3,8 +3,8 @@
 `generated/manifest.json` lists each program: its model file, target, layout and output file
 (paths relative to generated/), and optionally its dtype and kind (`mtcnn`: the model is a
 folder of pnet.npz, rnet.npz and onet.npz, compiled into one detector by
-templater.mtcnn_program; `own`: templater.own_detector's model file). Regenerating must give byte-identical files; `check` reports
-unified diffs instead of writing.
+templater.mtcnn_program; `own`: templater.own_detector's model file). Regenerating must give
+byte-identical files; `check` reports unified diffs instead of writing.
 """
 
 from __future__ import annotations
