@@ -175,9 +175,12 @@ class _Reader:
             raise UnsupportedError(f"{self.where}: input {value.name!r} is a {kind}, not a tensor")
         tensor = value.type.tensor_type
         if tensor.elem_type not in _FLOAT_TYPES:
+            names = self.onnx.TensorProto.DataType  # Name() raises on a number it does not know
+            known = tensor.elem_type in names.values()
+            name = names.Name(tensor.elem_type) if known else f"{tensor.elem_type} (unknown)"
             raise UnsupportedError(
-                f"{self.where}: input {value.name!r} has element type "
-                f"{self.onnx.TensorProto.DataType.Name(tensor.elem_type)}; expected float or double"
+                f"{self.where}: input {value.name!r} has element type {name}; "
+                "expected float or double"
             )
         if not tensor.HasField("shape") or len(tensor.shape.dim) == 0:
             raise UnsupportedError(f"{self.where}: input {value.name!r} has no declared shape")
