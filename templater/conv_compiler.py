@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from templater.conv_lower import conv_target, kernels
+from templater.conv_kernels import conv_target
+from templater.conv_lower import kernels
 from templater.convfile import convnet_digest
 from templater.convnet import (
     LAYER_KINDS,

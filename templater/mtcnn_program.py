@@ -7,7 +7,7 @@ import hashlib
 from importlib import resources
 
 from templater.conv_compiler import net_block
-from templater.conv_lower import conv_target
+from templater.conv_kernels import conv_target
 from templater.convfile import convnet_digest
 from templater.convnet import ConvNetwork
 from templater.mtcnn_files import LICENCE, NETS, PACKAGE, onnx_path
