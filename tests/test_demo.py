@@ -18,7 +18,8 @@ from templater.demo import MATCH_IOU, labelled_faces, match
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "astronaut_faces.png"
     result = CliRunner().invoke(
-        main, ["demo", "-o", str(out), "--repeats", "1", "--json"], catch_exceptions=False
+        main, ["demo", "--dense", "-o", str(out), "--repeats", "1", "--json"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), out
