@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from templater import scan
+from templater.bench.baselines import im2col_scan  # the one copy: bench's numpy baseline
 from templater.errors import UsageError
-from templater.network import Network
 
 # A found box is the labelled face when their IoU is at least this (the PASCAL VOC rule).
 MATCH_IOU = 0.5
@@ -118,45 +118,6 @@ def match(boxes: np.ndarray, labelled: tuple[tuple[float, float, float], ...]) -
         if hits.size:
             claimed[hits[0]] = True  # boxes are best first
     return best, int(len(boxes) - claimed.sum())
-
-
-def im2col_scan(
-    net: Network,
-    image: np.ndarray,
-    scales: tuple[float, ...] = scan.DEFAULT_SCALES,
-    stride: int = scan.DEFAULT_STRIDE,
-    band: int = 16,
-) -> np.ndarray:
-    """The numpy baseline: the same windows as rows (im2col), one BLAS matmul per layer.
-
-    Windows are gathered a band of `band` window rows at a time (bounded memory); the window
-    normalisation and the layers run on the whole band with numpy's pairwise sums and BLAS, so
-    scores match the programs' to ~1e-12, not bit for bit.
-    """
-    found = []
-    for s in scales:
-        level = scan.pyramid_level(image, s)
-        if min(level.shape) < scan.WINDOW:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(level, (scan.WINDOW, scan.WINDOW))
-        rows = np.arange(0, level.shape[0] - scan.WINDOW + 1, stride)
-        cols = np.arange(0, level.shape[1] - scan.WINDOW + 1, stride)
-        for start in range(0, len(rows), band):
-            r = rows[start : start + band]
-            x = view[r[:, None], cols[None, :]].reshape(-1, scan.WINDOW * scan.WINDOW)
-            if net.normalization.kind == "window":
-                d = x - x.mean(axis=1, keepdims=True)
-                x = d / (np.sqrt((d * d).mean(axis=1, keepdims=True)) + net.normalization.eps)
-            for layer in net.layers:
-                x = layer.activation.apply(x @ layer.weights + layer.bias)
-            score = x[:, 0]
-            keep = np.flatnonzero(score > net.head.threshold)
-            rr, cc = r[keep // len(cols)], cols[keep % len(cols)]
-            found.append(
-                np.stack([rr / s, cc / s, np.full(len(keep), scan.WINDOW / s), score[keep]], 1)
-            )
-    boxes = np.concatenate(found) if found else np.zeros((0, 4))
-    return scan.non_max_suppression(boxes, scan.DEFAULT_OVERLAP)
 
 
 def cascade_scan(image: np.ndarray) -> np.ndarray:
