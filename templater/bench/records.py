@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,18 +111,3 @@ def random_network(arch: str, seed: int = 0, image: np.ndarray | None = None) ->
         threshold = float(np.quantile(net.forward(pixels, exact=False)[:, 0], 1 - KEEP_FRACTION))
         net = net.with_layers(net.layers, head=Head("binary", threshold))
     return net
-
-
-def numpy_forward(net: Network, dtype: type) -> Callable[[np.ndarray], np.ndarray]:
-    """The plain numpy forward pass (BLAS matmuls) in `dtype`: the baseline."""
-    params = [(d.weights.astype(dtype), d.bias.astype(dtype)) for d in net.layers]
-
-    def forward(x: np.ndarray) -> np.ndarray:
-        h = x
-        for k, (w, b) in enumerate(params):
-            h = h @ w + b
-            if k < len(params) - 1:
-                h = np.maximum(h, 0)
-        return h
-
-    return forward
