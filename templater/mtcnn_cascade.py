@@ -47,6 +47,11 @@ refused (ValueError).
 - onet(crops): float32 (N, 48, 48, 3) -> (prob (N,), reg (N, 4), landmarks (N, 10))
 with images in natural orientation (row = y); runners of the Keras-converted nets transpose
 rows and columns themselves, since those nets were trained on transposed images.
+`nets` may also offer faster versions of the two image steps, which must give the same numbers:
+- pyramid_level(image, rows, cols): a level for its own pnet (any layout: the cascade only
+  hands it to nets.pnet);
+- resize_crops(image, boxes, size): the crops of (N, 4) int64 boxes for its own rnet/onet;
+- nms(boxes, scores, threshold, mode): the indices `nms` below keeps.
 """
 
 import math
@@ -222,14 +227,21 @@ def regress(boxes, reg, plus_one=True):
     return out
 
 
-def crops(image, boxes, size):
+def crops(image, boxes, size, nets=None):
     """float32 (N, size, size, 3) normalised crops of integer boxes, zero outside the image,
-    and the mask of boxes with a non-empty crop (the others are dropped)."""
-    rows, cols = image.shape[:2]
+    and the mask of boxes with a non-empty crop (the others are dropped); through
+    nets.resize_crops where the nets have it."""
     b = boxes[:, :4].astype(np.int64)
     ok = (b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])
-    out = np.empty((int(ok.sum()), size, size, 3), dtype=np.float32)
-    for n, (x1, y1, x2, y2) in enumerate(b[ok]):
+    return getattr(nets, "resize_crops", resize_crops)(image, b[ok], size), ok
+
+
+def resize_crops(image, boxes, size):
+    """float32 (N, size, size, 3): each (N, 4) int64 box's patch of the image (zero outside it),
+    resized to size x size and normalised."""
+    rows, cols = image.shape[:2]
+    out = np.empty((len(boxes), size, size, 3), dtype=np.float32)
+    for n, (x1, y1, x2, y2) in enumerate(boxes):
         patch = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), dtype=np.float64)
         top, left = max(y1 - 1, 0), max(x1 - 1, 0)
         bottom, right = min(y2, rows), min(x2, cols)
@@ -238,23 +250,25 @@ def crops(image, boxes, size):
                 top:bottom, left:right
             ]
         out[n] = normalise(resize(patch, size, size))
-    return out, ok
+    return out
 
 
 def stage_pnet(image, nets, scales, threshold):
     """Candidate boxes (M, 5): x1, y1, x2, y2 (integers, squared) and score."""
     rows, cols = image.shape[:2]
+    make_level = getattr(nets, "pyramid_level", pyramid_level)
+    suppress = getattr(nets, "nms", nms)
     found = []
     for scale in scales:
-        level = pyramid_level(image, math.ceil(rows * scale), math.ceil(cols * scale))
+        level = make_level(image, math.ceil(rows * scale), math.ceil(cols * scale))
         prob, reg = nets.pnet(level)
         boxes = pnet_boxes(prob, reg, scale, threshold)
         if len(boxes):
-            found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5, "union")])
+            found.append(boxes[suppress(boxes[:, :4], boxes[:, 4], 0.5, "union")])
     if not found:
         return np.empty((0, 5))
     boxes = np.concatenate(found)
-    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7, "union")]
+    boxes = boxes[suppress(boxes[:, :4], boxes[:, 4], 0.7, "union")]
     out = np.column_stack([regress(boxes[:, :4], boxes[:, 5:9], plus_one=False), boxes[:, 4]])
     out[:, :4] = np.fix(square(out[:, :4]))
     return out
@@ -262,7 +276,7 @@ def stage_pnet(image, nets, scales, threshold):
 
 def stage_rnet(image, nets, boxes, threshold):
     """RNet's verdict on PNet's boxes: (M, 5) regressed, squared boxes and scores."""
-    batch, ok = crops(image, boxes, 24)
+    batch, ok = crops(image, boxes, 24, nets)
     boxes = boxes[ok]
     if not len(boxes):
         return np.empty((0, 5))
@@ -272,7 +286,7 @@ def stage_rnet(image, nets, boxes, threshold):
     keep = prob > threshold
     boxes = np.column_stack([boxes[keep, :4], prob[keep]])
     reg = reg[keep]
-    pick = nms(boxes[:, :4], boxes[:, 4], 0.7, "union")
+    pick = getattr(nets, "nms", nms)(boxes[:, :4], boxes[:, 4], 0.7, "union")
     boxes, reg = boxes[pick], reg[pick]
     out = boxes.copy()
     out[:, :4] = square(regress(boxes[:, :4], reg))
@@ -283,7 +297,7 @@ def stage_onet(image, nets, boxes, threshold):
     """ONet's verdict: (M, 5) final boxes with scores and (M, 5, 2) landmarks."""
     boxes = boxes.copy()
     boxes[:, :4] = np.fix(boxes[:, :4])
-    batch, ok = crops(image, boxes, 48)
+    batch, ok = crops(image, boxes, 48, nets)
     boxes = boxes[ok]
     if not len(boxes):
         return np.empty((0, 5)), np.empty((0, 5, 2))
@@ -300,7 +314,7 @@ def stage_onet(image, nets, boxes, threshold):
     points[:, :, 0] = w[:, None] * marks[:, 0:5] + boxes[:, 0:1] - 1
     points[:, :, 1] = h[:, None] * marks[:, 5:10] + boxes[:, 1:2] - 1
     boxes[:, :4] = regress(boxes[:, :4], reg)
-    pick = nms(boxes[:, :4], boxes[:, 4], 0.7, "min")
+    pick = getattr(nets, "nms", nms)(boxes[:, :4], boxes[:, 4], 0.7, "min")
     return boxes[pick], points[pick]
 
 

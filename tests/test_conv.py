@@ -261,3 +261,37 @@ def test_diff_names_the_changed_output_channels():
     ]
     assert result.channels[0].max_change == 0.25 and not result.identical
     assert diff_conv(net, net, "a", "a", count=5).identical
+
+
+@pytest.mark.slow  # compiles two programs (about 30 s)
+def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
+    """The numba table form's variants the random networks above rarely reach: rows form with
+    two and four output channels per pass (10 and 12 outputs), the channels form in blocks of
+    positions with a shorter last block (16+ outputs over rows of odd width, stride 2, padding),
+    and a depthwise conv (one channel per pass)."""
+    from templater.conv_lower import _channels_inner, _channels_per_pass
+
+    rng = np.random.default_rng(7)
+
+    def conv(n_out, n_in, k, stride=1, padding=(0, 0, 0, 0), groups=1):
+        w = rng.normal(0, 0.4, (n_out, n_in // groups, k, k))
+        return Conv2D(w, rng.normal(0, 0.1, n_out), stride, padding, groups)
+
+    trunk = [
+        conv(10, 3, 3),
+        PReLU(rng.normal(0.2, 0.1, 10)),
+        conv(12, 10, 2),
+        conv(16, 12, 3, stride=2, padding=(1, 0, 1, 2)),
+        Pool2D("max", (3, 3), 2, "same_upper"),
+        conv(17, 16, 3, padding="same_upper"),
+        conv(17, 17, 3, groups=17),
+    ]
+    assert [_channels_per_pass(c) for c in trunk if isinstance(c, Conv2D)] == [2, 4, 4, 1, 1]
+    assert [_channels_inner(c, None) for c in trunk if isinstance(c, Conv2D)] == [
+        False, False, True, True, False,
+    ]
+    net = ConvNetwork(3, trunk, [("map", (conv(2, 17, 1),))], size=None)
+    image = rng.normal(0, 1, (3, 41, 37))
+    _same(_program(tmp_path, net, "numba", "table").forward(image), net.forward(image))
+    program32 = _program(tmp_path, net, "numba", "table", "float32")
+    _same(program32.forward(image), net.forward(image, dtype=np.float32))

@@ -59,6 +59,38 @@ def test_find_faces_gives_the_reference_boxes(program, reference_nets):
     assert found_any  # the astronaut's face at least
 
 
+def test_the_numba_image_steps_and_nms_give_the_cascades_numbers(program):
+    """The program's pyramid levels, crops and NMS (numba kernels) against mtcnn_cascade's numpy
+    ones: the same bits (levels and crops in the nets' (channels, columns, rows) layout), the
+    same boxes kept, on every kind of input the cascade takes."""
+    from skimage import data
+
+    from templater import mtcnn_cascade as cascade
+
+    rng = np.random.default_rng(3)
+    for image in (data.astronaut(), data.camera(), data.astronaut().astype(np.uint16) * 257):
+        rgb = cascade.as_rgb(image)
+        for rows, cols in ((300, 301), (17, 900), (1024, 1000), (12, 12), (7, 1)):
+            expect = cascade.pyramid_level(rgb, rows, cols)
+            assert np.array_equal(program.NETS.pyramid_level(rgb, rows, cols),
+                                  expect.transpose(2, 1, 0)), (rows, cols)
+        corner = np.column_stack([rng.integers(-60, 512, (200, 2)), rng.integers(0, 300, 200)])
+        boxes = np.column_stack([corner[:, :2], corner[:, :2] + corner[:, 2:]]).astype(np.int64)
+        for size in (24, 48):
+            expect = cascade.resize_crops(rgb, boxes, size)
+            got = program.NETS.resize_crops(rgb, boxes, size)
+            assert np.array_equal(got, expect.transpose(0, 3, 2, 1)), size
+    for trial in range(200):
+        n = int(rng.integers(0, 50))
+        corner = rng.integers(0, 100, (n, 2)).astype(float)
+        boxes = np.hstack([corner, corner + rng.integers(-2, 40, (n, 2))])
+        scores = rng.choice([0.6, 0.8, 0.9], n) if trial % 2 else rng.random(n)  # ties too
+        for threshold, mode in ((0.5, "union"), (0.7, "union"), (0.7, "min")):
+            with np.errstate(all="ignore"):  # boxes of zero area divide by zero
+                expect = cascade.nms(boxes, scores, threshold, mode)
+            assert np.array_equal(program.NETS.nms(boxes, scores, threshold, mode), expect)
+
+
 def test_small_photos_give_no_boxes_and_bad_input_is_refused(program):
     boxes, scores, marks = program.find_faces(np.zeros((15, 40, 3), np.uint8), min_face=20)
     assert boxes.shape == (0, 4) and scores.shape == (0,) and marks.shape == (0, 5, 2)
