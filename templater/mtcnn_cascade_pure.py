@@ -190,7 +190,7 @@ def to_float32(v):
         return v
     m, e = math.frexp(v)  # v = m * 2**e, 0.5 <= |m| < 1
     if e < -125:  # float32 subnormals: multiples of 2**-149
-        return math.ldexp(round(math.ldexp(v, 149)), -149)
+        return math.copysign(math.ldexp(round(math.ldexp(v, 149)), -149), v)
     r = math.ldexp(round(math.ldexp(m, 24)), e - 24)
     if abs(r) >= 2.0**128:
         return math.copysign(math.inf, v)
