@@ -8,7 +8,6 @@ Python target's nets plus that cascade) against the numpy cascade with float64 r
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 import subprocess
@@ -218,26 +217,29 @@ def pure_source():
 
 
 def test_the_file_runs_alone_in_an_isolated_interpreter(program_path, program, tmp_path):
-    """python -I -S with only the file's folder on sys.path: no numpy, no templater; every
-    module loaded afterwards is the standard library's."""
+    """examples/embed_mtcnn_python.py and the copied file under python -I -S (no site-packages:
+    no numpy, no templater); every module they load is the standard library's."""
+    import shutil
+
     face = _face()
-    (tmp_path / "photo.json").write_text(json.dumps(face.tolist()), encoding="utf-8")
-    script = (
-        "import json, sys\n"
-        f"sys.path[:] = [{str(program_path.parent)!r}] + [p for p in sys.path if 'site' not in p]\n"
-        "before = set(sys.modules)\n"
-        "import mtcnn_python\n"
-        "new = set(sys.modules) - before - {'mtcnn_python'}\n"
-        "assert all(n.split('.')[0] in sys.stdlib_module_names for n in new), new\n"
-        "image = json.load(open('photo.json'))\n"
-        "print(json.dumps(mtcnn_python.find_faces(image, min_face=40)))\n"
+    (tmp_path / "photo.ppm").write_bytes(b"P6\n# a comment\n100 100\n255\n" + face.tobytes())
+    shutil.copy(program_path, tmp_path / "mtcnn_python.py")
+    shutil.copy(ROOT / "examples" / "embed_mtcnn_python.py", tmp_path / "embed.py")
+    runner = (
+        "import sys; before = set(sys.modules); import runpy; "
+        "sys.argv = ['embed.py', 'mtcnn_python.py', 'photo.ppm', '--min-face', '40']; "
+        "runpy.run_path('embed.py', run_name='__main__'); "
+        "new = {n.split('.')[0] for n in set(sys.modules) - before} - {'mtcnn_python'}; "
+        "assert new <= set(sys.stdlib_module_names), new"
     )
-    run = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path,
+    run = subprocess.run([sys.executable, "-I", "-S", "-c", runner], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr
-    got = json.loads(run.stdout)
-    assert len(got[0]) == 1
-    assert got == [list(v) for v in program.find_faces(face, min_face=40)]
+    assert "s per megapixel" in run.stderr
+    boxes, scores, _ = program.find_faces(face, min_face=40)
+    assert len(boxes) == 1
+    got = [[float(v) for v in line.split()[:5]] for line in run.stdout.splitlines()]
+    assert got == [[*box, score] for box, score in zip(boxes, scores, strict=True)]
 
 
 def test_compile_mtcnn_command_writes_the_same_bytes_each_time(program_path, tmp_path):
@@ -262,3 +264,15 @@ def test_the_program_on_the_whole_astronaut(program, reference_nets):
     want = np_cascade.find_faces(image, reference_nets, min_face=24)
     assert len(want[0]) == 1
     _same(program.find_faces(image, min_face=24), want, exact_scores=False)
+
+
+def test_the_example_reads_netpbm_photos():
+    import runpy
+
+    example = runpy.run_path(str(ROOT / "examples" / "embed_mtcnn_python.py"))
+    face = _face()
+    rgb = example["read_netpbm"](b"P6\n100 100\n255\n" + face.tobytes())
+    assert np.array_equal(np.array(rgb), face)
+    gray16 = (face[:, :, 0].astype(np.uint16) * 257).astype(">u2")
+    gray = example["read_netpbm"](b"P5 100 100 65535\n" + gray16.tobytes())
+    assert np.array_equal(np.array(gray), gray16.astype(np.uint16) * (255.0 / 65535.0))
