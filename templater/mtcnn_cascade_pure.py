@@ -163,7 +163,7 @@ def _resize_plane(plane, rows, cols):
     for taps in resize_taps(len(plane), rows):
         acc = [0.0] * width
         for index, weight in taps:
-            acc = [a + weight * v for a, v in zip(acc, plane[index])]
+            acc = [a + weight * v for a, v in zip(acc, plane[index], strict=True)]
         tall.append(acc)
     col_taps = resize_taps(width, cols)
     out = []
@@ -349,10 +349,10 @@ def stage_rnet(image, nets, boxes, threshold):
     if not boxes:
         return []
     prob, reg = nets.rnet(batch)
-    kept = [(boxes[n][:4] + [float(p)], [float(v) for v in reg[n]])
+    kept = [([*boxes[n][:4], float(p)], [float(v) for v in reg[n]])
             for n, p in enumerate(prob) if float(p) > threshold]
     pick = nms([b for b, _ in kept], [b[4] for b, _ in kept], 0.7, "union")
-    return [square(regress(kept[i][0], kept[i][1])) + [kept[i][0][4]] for i in pick]
+    return [[*square(regress(kept[i][0], kept[i][1])), kept[i][0][4]] for i in pick]
 
 
 def stage_onet(image, nets, boxes, threshold):
@@ -373,7 +373,7 @@ def stage_onet(image, nets, boxes, threshold):
         w = x2 - x1 + 1
         h = y2 - y1 + 1
         points.append([[w * m[k] + x1 - 1, h * m[k + 5] + y1 - 1] for k in range(5)])
-        final.append(regress(boxes[n][:4], [float(v) for v in reg[n]]) + [p])
+        final.append([*regress(boxes[n][:4], [float(v) for v in reg[n]]), p])
     pick = nms(final, [b[4] for b in final], 0.7, "min")
     return [final[i] for i in pick], [points[i] for i in pick]
 
