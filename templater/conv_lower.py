@@ -144,7 +144,10 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: in
     per_out = layer.out_channels // layer.groups
     numba = target.name == "numba"
     body = geometry_lines(layer, target, "x")
-    body.append("xp = _pad(x, pt, pl, pb, pr, 0.0)" if numba else "xp = _pad(x, pt, pl, pb, pr)")
+    if numba and layer.padding == (0, 0, 0, 0):
+        body.append("xp = x")  # no _pad to compile for this layer's input type
+    else:
+        body.append("xp = _pad(x, pt, pl, pb, pr, 0.0)" if numba else "xp = _pad(x, pt, pl, pb, pr)")
     if numba:
         body.append(f"out = np.empty(({layer.out_channels}, oh, ow){np_dtype_arg(target)})")
     elif layout == "table":
@@ -285,72 +288,44 @@ def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
     """Per block of POSITIONS_PER_BLOCK output positions along a row: the bias of every output
     channel, then per input channel one pass over the output channels adding each position's
     kernel taps in (ky, kx) order (the reference's order; positions do not mix). A row's last
-    positions, fewer than a block, go one at a time."""
+    block may hang over its end: those positions read the row's last column (any in-bounds
+    value) and are never stored, so one code path serves every block (it compiles faster)."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     n_out, block = layer.out_channels, POSITIONS_PER_BLOCK
     width = (block - 1) * sw + kw  # input columns a block reads per kernel row
 
+    def column(u: int) -> str:
+        start = offset_index("j0", sw, u)
+        return start if u < kw else f"min({start}, last)"  # u < kw: inside for every block
+
     def taps(p: int) -> str:
         return "".join(
-            f"\n                        + w{ky}_{kx} * t{ky}_{p * sw + kx}"
+            f"\n                    + w{ky}_{kx} * t{ky}_{p * sw + kx}"
             for ky in range(kh)
             for kx in range(kw)
         )
 
-    def single_taps() -> list[str]:
-        return [
-            f"                        + wc[{ky}, {kx}, o] * t{ky}_{kx}"
-            for ky in range(kh)
-            for kx in range(kw)
-        ]
-
     return [
         f"acc = np.empty(({block}, {n_out}), dtype=out.dtype)",
+        "last = xp.shape[2] - 1",
         "for y in range(oh):",
         f"    for j0 in range(0, ow, {block}):",
-        f"        n = min({block}, ow - j0)",
         f"        for p in range({block}):",
         f"            for o in range({n_out}):",
         f"                acc[p, o] = {B}[o]",
-        f"        if n == {block}:",
-        f"            for c in range({layer.in_channels}):",
-        *(f"                r{ky} = xp[c, {offset_index('y', sh, ky)}]" for ky in range(kh)),
-        *(
-            f"                t{ky}_{u} = r{ky}[{offset_index('j0', sw, u)}]"
-            for ky in range(kh)
-            for u in range(width)
-        ),
-        f"                wc = {WT}[c]",
-        *(f"                a{p} = acc[{p}]" for p in range(block)),
-        f"                for o in range({n_out}):",
-        *(
-            f"                    w{ky}_{kx} = wc[{ky}, {kx}, o]"
-            for ky in range(kh)
-            for kx in range(kw)
-        ),
+        f"        for c in range({layer.in_channels}):",
+        *(f"            r{ky} = xp[c, {offset_index('y', sh, ky)}]" for ky in range(kh)),
+        *(f"            t{ky}_{u} = r{ky}[{column(u)}]" for ky in range(kh) for u in range(width)),
+        f"            wc = {WT}[c]",
+        *(f"            a{p} = acc[{p}]" for p in range(block)),
+        f"            for o in range({n_out}):",
+        *(f"                w{ky}_{kx} = wc[{ky}, {kx}, o]" for ky in range(kh) for kx in range(kw)),
         *(
             line
             for p in range(block)
-            for line in (f"                    a{p}[o] = (a{p}[o]{taps(p)}", "                    )")
+            for line in (f"                a{p}[o] = (a{p}[o]{taps(p)}", "                )")
         ),
-        "        else:",
-        "            for p in range(n):",
-        "                j = j0 + p",
-        "                a = acc[p]",
-        f"                for c in range({layer.in_channels}):",
-        *(
-            f"                    t{ky}_{kx} = xp[c, {offset_index('y', sh, ky)}, "
-            f"{offset_index('j', sw, kx)}]"
-            for ky in range(kh)
-            for kx in range(kw)
-        ),
-        f"                    wc = {WT}[c]",
-        f"                    for o in range({n_out}):",
-        "                        a[o] = (",
-        "                            a[o]",
-        *("    " + line for line in single_taps()),
-        "                        )",
-        "        for p in range(n):",
+        f"        for p in range(min({block}, ow - j0)):",
         f"            for o in range({n_out}):",
         "                out[o, y, j0 + p] = acc[p, o]",
     ]

@@ -350,7 +350,7 @@ H0_0_B = np.array([
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = 'a4ed415416b68387'
+PROGRAM_KEY = 'ea04862ceb5b869b'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -512,7 +512,7 @@ def _t0(x, T0_W, T0_B):
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr, 0.0)
+    xp = x
     out = np.empty((8, oh, ow), dtype=np.float32)
     for o0 in range(0, 8, 4):
         first = (o0 // 8) * 1
@@ -672,126 +672,97 @@ def _t3(x, T3_WT, T3_B):
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr, 0.0)
+    xp = x
     out = np.empty((16, oh, ow), dtype=np.float32)
     acc = np.empty((4, 16), dtype=out.dtype)
+    last = xp.shape[2] - 1
     for y in range(oh):
         for j0 in range(0, ow, 4):
-            n = min(4, ow - j0)
             for p in range(4):
                 for o in range(16):
                     acc[p, o] = T3_B[o]
-            if n == 4:
-                for c in range(8):
-                    r0 = xp[c, y]
-                    r1 = xp[c, y + 1]
-                    r2 = xp[c, y + 2]
-                    t0_0 = r0[j0]
-                    t0_1 = r0[j0 + 1]
-                    t0_2 = r0[j0 + 2]
-                    t0_3 = r0[j0 + 3]
-                    t0_4 = r0[j0 + 4]
-                    t0_5 = r0[j0 + 5]
-                    t1_0 = r1[j0]
-                    t1_1 = r1[j0 + 1]
-                    t1_2 = r1[j0 + 2]
-                    t1_3 = r1[j0 + 3]
-                    t1_4 = r1[j0 + 4]
-                    t1_5 = r1[j0 + 5]
-                    t2_0 = r2[j0]
-                    t2_1 = r2[j0 + 1]
-                    t2_2 = r2[j0 + 2]
-                    t2_3 = r2[j0 + 3]
-                    t2_4 = r2[j0 + 4]
-                    t2_5 = r2[j0 + 5]
-                    wc = T3_WT[c]
-                    a0 = acc[0]
-                    a1 = acc[1]
-                    a2 = acc[2]
-                    a3 = acc[3]
-                    for o in range(16):
-                        w0_0 = wc[0, 0, o]
-                        w0_1 = wc[0, 1, o]
-                        w0_2 = wc[0, 2, o]
-                        w1_0 = wc[1, 0, o]
-                        w1_1 = wc[1, 1, o]
-                        w1_2 = wc[1, 2, o]
-                        w2_0 = wc[2, 0, o]
-                        w2_1 = wc[2, 1, o]
-                        w2_2 = wc[2, 2, o]
-                        a0[o] = (a0[o]
-                        + w0_0 * t0_0
-                        + w0_1 * t0_1
-                        + w0_2 * t0_2
-                        + w1_0 * t1_0
-                        + w1_1 * t1_1
-                        + w1_2 * t1_2
-                        + w2_0 * t2_0
-                        + w2_1 * t2_1
-                        + w2_2 * t2_2
-                        )
-                        a1[o] = (a1[o]
-                        + w0_0 * t0_1
-                        + w0_1 * t0_2
-                        + w0_2 * t0_3
-                        + w1_0 * t1_1
-                        + w1_1 * t1_2
-                        + w1_2 * t1_3
-                        + w2_0 * t2_1
-                        + w2_1 * t2_2
-                        + w2_2 * t2_3
-                        )
-                        a2[o] = (a2[o]
-                        + w0_0 * t0_2
-                        + w0_1 * t0_3
-                        + w0_2 * t0_4
-                        + w1_0 * t1_2
-                        + w1_1 * t1_3
-                        + w1_2 * t1_4
-                        + w2_0 * t2_2
-                        + w2_1 * t2_3
-                        + w2_2 * t2_4
-                        )
-                        a3[o] = (a3[o]
-                        + w0_0 * t0_3
-                        + w0_1 * t0_4
-                        + w0_2 * t0_5
-                        + w1_0 * t1_3
-                        + w1_1 * t1_4
-                        + w1_2 * t1_5
-                        + w2_0 * t2_3
-                        + w2_1 * t2_4
-                        + w2_2 * t2_5
-                        )
-            else:
-                for p in range(n):
-                    j = j0 + p
-                    a = acc[p]
-                    for c in range(8):
-                        t0_0 = xp[c, y, j]
-                        t0_1 = xp[c, y, j + 1]
-                        t0_2 = xp[c, y, j + 2]
-                        t1_0 = xp[c, y + 1, j]
-                        t1_1 = xp[c, y + 1, j + 1]
-                        t1_2 = xp[c, y + 1, j + 2]
-                        t2_0 = xp[c, y + 2, j]
-                        t2_1 = xp[c, y + 2, j + 1]
-                        t2_2 = xp[c, y + 2, j + 2]
-                        wc = T3_WT[c]
-                        for o in range(16):
-                            a[o] = (
-                                a[o]
-                                + wc[0, 0, o] * t0_0
-                                + wc[0, 1, o] * t0_1
-                                + wc[0, 2, o] * t0_2
-                                + wc[1, 0, o] * t1_0
-                                + wc[1, 1, o] * t1_1
-                                + wc[1, 2, o] * t1_2
-                                + wc[2, 0, o] * t2_0
-                                + wc[2, 1, o] * t2_1
-                                + wc[2, 2, o] * t2_2
-                            )
-            for p in range(n):
+            for c in range(8):
+                r0 = xp[c, y]
+                r1 = xp[c, y + 1]
+                r2 = xp[c, y + 2]
+                t0_0 = r0[j0]
+                t0_1 = r0[j0 + 1]
+                t0_2 = r0[j0 + 2]
+                t0_3 = r0[min(j0 + 3, last)]
+                t0_4 = r0[min(j0 + 4, last)]
+                t0_5 = r0[min(j0 + 5, last)]
+                t1_0 = r1[j0]
+                t1_1 = r1[j0 + 1]
+                t1_2 = r1[j0 + 2]
+                t1_3 = r1[min(j0 + 3, last)]
+                t1_4 = r1[min(j0 + 4, last)]
+                t1_5 = r1[min(j0 + 5, last)]
+                t2_0 = r2[j0]
+                t2_1 = r2[j0 + 1]
+                t2_2 = r2[j0 + 2]
+                t2_3 = r2[min(j0 + 3, last)]
+                t2_4 = r2[min(j0 + 4, last)]
+                t2_5 = r2[min(j0 + 5, last)]
+                wc = T3_WT[c]
+                a0 = acc[0]
+                a1 = acc[1]
+                a2 = acc[2]
+                a3 = acc[3]
+                for o in range(16):
+                    w0_0 = wc[0, 0, o]
+                    w0_1 = wc[0, 1, o]
+                    w0_2 = wc[0, 2, o]
+                    w1_0 = wc[1, 0, o]
+                    w1_1 = wc[1, 1, o]
+                    w1_2 = wc[1, 2, o]
+                    w2_0 = wc[2, 0, o]
+                    w2_1 = wc[2, 1, o]
+                    w2_2 = wc[2, 2, o]
+                    a0[o] = (a0[o]
+                    + w0_0 * t0_0
+                    + w0_1 * t0_1
+                    + w0_2 * t0_2
+                    + w1_0 * t1_0
+                    + w1_1 * t1_1
+                    + w1_2 * t1_2
+                    + w2_0 * t2_0
+                    + w2_1 * t2_1
+                    + w2_2 * t2_2
+                    )
+                    a1[o] = (a1[o]
+                    + w0_0 * t0_1
+                    + w0_1 * t0_2
+                    + w0_2 * t0_3
+                    + w1_0 * t1_1
+                    + w1_1 * t1_2
+                    + w1_2 * t1_3
+                    + w2_0 * t2_1
+                    + w2_1 * t2_2
+                    + w2_2 * t2_3
+                    )
+                    a2[o] = (a2[o]
+                    + w0_0 * t0_2
+                    + w0_1 * t0_3
+                    + w0_2 * t0_4
+                    + w1_0 * t1_2
+                    + w1_1 * t1_3
+                    + w1_2 * t1_4
+                    + w2_0 * t2_2
+                    + w2_1 * t2_3
+                    + w2_2 * t2_4
+                    )
+                    a3[o] = (a3[o]
+                    + w0_0 * t0_3
+                    + w0_1 * t0_4
+                    + w0_2 * t0_5
+                    + w1_0 * t1_3
+                    + w1_1 * t1_4
+                    + w1_2 * t1_5
+                    + w2_0 * t2_3
+                    + w2_1 * t2_4
+                    + w2_2 * t2_5
+                    )
+            for p in range(min(4, ow - j0)):
                 for o in range(16):
                     out[o, y, j0 + p] = acc[p, o]
     return out
@@ -835,126 +806,97 @@ def _t6(x, T6_WT, T6_B):
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 3) // 1 + 1
     ow = (cols + pl + pr - 3) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr, 0.0)
+    xp = x
     out = np.empty((32, oh, ow), dtype=np.float32)
     acc = np.empty((4, 32), dtype=out.dtype)
+    last = xp.shape[2] - 1
     for y in range(oh):
         for j0 in range(0, ow, 4):
-            n = min(4, ow - j0)
             for p in range(4):
                 for o in range(32):
                     acc[p, o] = T6_B[o]
-            if n == 4:
-                for c in range(16):
-                    r0 = xp[c, y]
-                    r1 = xp[c, y + 1]
-                    r2 = xp[c, y + 2]
-                    t0_0 = r0[j0]
-                    t0_1 = r0[j0 + 1]
-                    t0_2 = r0[j0 + 2]
-                    t0_3 = r0[j0 + 3]
-                    t0_4 = r0[j0 + 4]
-                    t0_5 = r0[j0 + 5]
-                    t1_0 = r1[j0]
-                    t1_1 = r1[j0 + 1]
-                    t1_2 = r1[j0 + 2]
-                    t1_3 = r1[j0 + 3]
-                    t1_4 = r1[j0 + 4]
-                    t1_5 = r1[j0 + 5]
-                    t2_0 = r2[j0]
-                    t2_1 = r2[j0 + 1]
-                    t2_2 = r2[j0 + 2]
-                    t2_3 = r2[j0 + 3]
-                    t2_4 = r2[j0 + 4]
-                    t2_5 = r2[j0 + 5]
-                    wc = T6_WT[c]
-                    a0 = acc[0]
-                    a1 = acc[1]
-                    a2 = acc[2]
-                    a3 = acc[3]
-                    for o in range(32):
-                        w0_0 = wc[0, 0, o]
-                        w0_1 = wc[0, 1, o]
-                        w0_2 = wc[0, 2, o]
-                        w1_0 = wc[1, 0, o]
-                        w1_1 = wc[1, 1, o]
-                        w1_2 = wc[1, 2, o]
-                        w2_0 = wc[2, 0, o]
-                        w2_1 = wc[2, 1, o]
-                        w2_2 = wc[2, 2, o]
-                        a0[o] = (a0[o]
-                        + w0_0 * t0_0
-                        + w0_1 * t0_1
-                        + w0_2 * t0_2
-                        + w1_0 * t1_0
-                        + w1_1 * t1_1
-                        + w1_2 * t1_2
-                        + w2_0 * t2_0
-                        + w2_1 * t2_1
-                        + w2_2 * t2_2
-                        )
-                        a1[o] = (a1[o]
-                        + w0_0 * t0_1
-                        + w0_1 * t0_2
-                        + w0_2 * t0_3
-                        + w1_0 * t1_1
-                        + w1_1 * t1_2
-                        + w1_2 * t1_3
-                        + w2_0 * t2_1
-                        + w2_1 * t2_2
-                        + w2_2 * t2_3
-                        )
-                        a2[o] = (a2[o]
-                        + w0_0 * t0_2
-                        + w0_1 * t0_3
-                        + w0_2 * t0_4
-                        + w1_0 * t1_2
-                        + w1_1 * t1_3
-                        + w1_2 * t1_4
-                        + w2_0 * t2_2
-                        + w2_1 * t2_3
-                        + w2_2 * t2_4
-                        )
-                        a3[o] = (a3[o]
-                        + w0_0 * t0_3
-                        + w0_1 * t0_4
-                        + w0_2 * t0_5
-                        + w1_0 * t1_3
-                        + w1_1 * t1_4
-                        + w1_2 * t1_5
-                        + w2_0 * t2_3
-                        + w2_1 * t2_4
-                        + w2_2 * t2_5
-                        )
-            else:
-                for p in range(n):
-                    j = j0 + p
-                    a = acc[p]
-                    for c in range(16):
-                        t0_0 = xp[c, y, j]
-                        t0_1 = xp[c, y, j + 1]
-                        t0_2 = xp[c, y, j + 2]
-                        t1_0 = xp[c, y + 1, j]
-                        t1_1 = xp[c, y + 1, j + 1]
-                        t1_2 = xp[c, y + 1, j + 2]
-                        t2_0 = xp[c, y + 2, j]
-                        t2_1 = xp[c, y + 2, j + 1]
-                        t2_2 = xp[c, y + 2, j + 2]
-                        wc = T6_WT[c]
-                        for o in range(32):
-                            a[o] = (
-                                a[o]
-                                + wc[0, 0, o] * t0_0
-                                + wc[0, 1, o] * t0_1
-                                + wc[0, 2, o] * t0_2
-                                + wc[1, 0, o] * t1_0
-                                + wc[1, 1, o] * t1_1
-                                + wc[1, 2, o] * t1_2
-                                + wc[2, 0, o] * t2_0
-                                + wc[2, 1, o] * t2_1
-                                + wc[2, 2, o] * t2_2
-                            )
-            for p in range(n):
+            for c in range(16):
+                r0 = xp[c, y]
+                r1 = xp[c, y + 1]
+                r2 = xp[c, y + 2]
+                t0_0 = r0[j0]
+                t0_1 = r0[j0 + 1]
+                t0_2 = r0[j0 + 2]
+                t0_3 = r0[min(j0 + 3, last)]
+                t0_4 = r0[min(j0 + 4, last)]
+                t0_5 = r0[min(j0 + 5, last)]
+                t1_0 = r1[j0]
+                t1_1 = r1[j0 + 1]
+                t1_2 = r1[j0 + 2]
+                t1_3 = r1[min(j0 + 3, last)]
+                t1_4 = r1[min(j0 + 4, last)]
+                t1_5 = r1[min(j0 + 5, last)]
+                t2_0 = r2[j0]
+                t2_1 = r2[j0 + 1]
+                t2_2 = r2[j0 + 2]
+                t2_3 = r2[min(j0 + 3, last)]
+                t2_4 = r2[min(j0 + 4, last)]
+                t2_5 = r2[min(j0 + 5, last)]
+                wc = T6_WT[c]
+                a0 = acc[0]
+                a1 = acc[1]
+                a2 = acc[2]
+                a3 = acc[3]
+                for o in range(32):
+                    w0_0 = wc[0, 0, o]
+                    w0_1 = wc[0, 1, o]
+                    w0_2 = wc[0, 2, o]
+                    w1_0 = wc[1, 0, o]
+                    w1_1 = wc[1, 1, o]
+                    w1_2 = wc[1, 2, o]
+                    w2_0 = wc[2, 0, o]
+                    w2_1 = wc[2, 1, o]
+                    w2_2 = wc[2, 2, o]
+                    a0[o] = (a0[o]
+                    + w0_0 * t0_0
+                    + w0_1 * t0_1
+                    + w0_2 * t0_2
+                    + w1_0 * t1_0
+                    + w1_1 * t1_1
+                    + w1_2 * t1_2
+                    + w2_0 * t2_0
+                    + w2_1 * t2_1
+                    + w2_2 * t2_2
+                    )
+                    a1[o] = (a1[o]
+                    + w0_0 * t0_1
+                    + w0_1 * t0_2
+                    + w0_2 * t0_3
+                    + w1_0 * t1_1
+                    + w1_1 * t1_2
+                    + w1_2 * t1_3
+                    + w2_0 * t2_1
+                    + w2_1 * t2_2
+                    + w2_2 * t2_3
+                    )
+                    a2[o] = (a2[o]
+                    + w0_0 * t0_2
+                    + w0_1 * t0_3
+                    + w0_2 * t0_4
+                    + w1_0 * t1_2
+                    + w1_1 * t1_3
+                    + w1_2 * t1_4
+                    + w2_0 * t2_2
+                    + w2_1 * t2_3
+                    + w2_2 * t2_4
+                    )
+                    a3[o] = (a3[o]
+                    + w0_0 * t0_3
+                    + w0_1 * t0_4
+                    + w0_2 * t0_5
+                    + w1_0 * t1_3
+                    + w1_1 * t1_4
+                    + w1_2 * t1_5
+                    + w2_0 * t2_3
+                    + w2_1 * t2_4
+                    + w2_2 * t2_5
+                    )
+            for p in range(min(4, ow - j0)):
                 for o in range(32):
                     out[o, y, j0 + p] = acc[p, o]
     return out
@@ -967,7 +909,7 @@ def _h0_0(x, H0_0_W, H0_0_B):
     pt, pl, pb, pr = 0, 0, 0, 0
     oh = (rows + pt + pb - 1) // 1 + 1
     ow = (cols + pl + pr - 1) // 1 + 1
-    xp = _pad(x, pt, pl, pb, pr, 0.0)
+    xp = x
     out = np.empty((1, oh, ow), dtype=np.float32)
     for o0 in range(0, 1, 1):
         first = (o0 // 1) * 32
