@@ -3,13 +3,15 @@
 
 Rows: PNet over a 640x480 image, RNet and ONet on one crop and on a batch of 64, each program in
 float32 and float64; the compiled detector's find_faces against the same cascade running the
-nets through onnxruntime. Each row has the program's GMAC/s and its share of one core's measured
+nets through onnxruntime, and the time of each of its steps (pyramid, PNet, NMS, crops, RNet,
+ONet) in both. Each row has the program's GMAC/s and its share of one core's measured
 float64 FMA peak (float32 doubles the lanes: its peak is twice that)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,8 +104,70 @@ def run_conv(repeats: int = 5, progress: Callable[[str], None] = lambda _: None)
     return results
 
 
+STAGES = ("pyramid", "pnet", "nms", "crops", "rnet", "onet")
+
+
+class _StageClock:
+    """The cascade's nets with a stopwatch on each step: the nets' own pyramid, crops and NMS
+    where they have them (the compiled program's numba kernels), else the cascade's numpy ones
+    (as for onnxruntime's nets), so both runs take the same steps."""
+
+    def __init__(self, nets: Any) -> None:
+        from templater import mtcnn_cascade
+
+        self.nets = nets
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.steps = {
+            "pyramid": getattr(nets, "pyramid_level", mtcnn_cascade.pyramid_level),
+            "crops": getattr(nets, "resize_crops", mtcnn_cascade.resize_crops),
+            "nms": getattr(nets, "nms", mtcnn_cascade.nms),
+            "pnet": nets.pnet,
+            "rnet": nets.rnet,
+            "onet": nets.onet,
+        }
+
+    def _timed(self, stage: str, *args: Any) -> Any:
+        start = time.perf_counter()
+        result = self.steps[stage](*args)
+        self.seconds[stage] += time.perf_counter() - start
+        return result
+
+    def pyramid_level(self, *args: Any) -> Any:
+        return self._timed("pyramid", *args)
+
+    def resize_crops(self, *args: Any) -> Any:
+        return self._timed("crops", *args)
+
+    def nms(self, *args: Any) -> Any:
+        return self._timed("nms", *args)
+
+    def pnet(self, *args: Any) -> Any:
+        return self._timed("pnet", *args)
+
+    def rnet(self, *args: Any) -> Any:
+        return self._timed("rnet", *args)
+
+    def onet(self, *args: Any) -> Any:
+        return self._timed("onet", *args)
+
+
+def stage_seconds(image: np.ndarray, nets: Any, min_face: int, repeats: int) -> dict[str, float]:
+    """Seconds per step of one find_faces (the median over `repeats` runs, each step apart)."""
+    from templater import mtcnn_cascade
+
+    runs = []
+    for _ in range(repeats):
+        clock = _StageClock(nets)
+        start = time.perf_counter()
+        mtcnn_cascade.find_faces(image, clock, min_face=min_face)
+        total = time.perf_counter() - start
+        runs.append({**clock.seconds, "other": total - sum(clock.seconds.values())})
+    return {k: float(np.median([run[k] for run in runs])) for k in runs[0]}
+
+
 def _detector_rows(repeats: int, progress: Callable[[str], None]) -> list[Row]:
-    """find_faces of the committed detector against the same cascade over onnxruntime's nets."""
+    """find_faces of the committed detector against the same cascade over onnxruntime's nets,
+    then where each one's time goes."""
     import shutil
 
     from skimage import data
@@ -120,13 +184,25 @@ def _detector_rows(repeats: int, progress: Callable[[str], None]) -> list[Row]:
         program = import_program(target)
         progress("the compiled detector on the astronaut (compiles on the first call)")
         seconds = time_call(lambda: program.find_faces(image, min_face=24), repeats)
-    nets = mtcnn.OnnxRuntimeNets(threads=1)
-    base = time_call(lambda: mtcnn.detect(image, nets, min_face=24), repeats)
-    return [Row(
+        nets = mtcnn.OnnxRuntimeNets(threads=1)
+        base = time_call(lambda: mtcnn.detect(image, nets, min_face=24), repeats)
+        progress("where the time goes")
+        ours = stage_seconds(image, program.NETS, 24, max(repeats, 5))
+        theirs = stage_seconds(image, nets, 24, max(repeats, 5))
+    rows = [Row(
         "MTCNN detector", "find_faces (float32)", "astronaut 512x512, smallest face 24 px",
         seconds * 1e3, "ms", "the same cascade, nets through onnxruntime", base * 1e3,
         base / seconds, f"{seconds / megapixels:.3f} s/MP against {base / megapixels:.3f} s/MP",
     )]
+    for stage in (*STAGES, "other"):
+        rows.append(Row(
+            "MTCNN detector", f"step: {stage}", "astronaut, one find_faces (median)",
+            ours[stage] * 1e3, "ms", "the same step with onnxruntime's nets and numpy",
+            theirs[stage] * 1e3, theirs[stage] / max(ours[stage], 1e-9),
+            f"{100 * ours[stage] / sum(ours.values()):.0f}% of the program's time, "
+            f"{100 * theirs[stage] / sum(theirs.values()):.0f}% of the baseline's",
+        ))
+    return rows
 
 
 def table(results: Results) -> str:
