@@ -350,7 +350,7 @@ H0_0_B = np.array([
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = 'ea04862ceb5b869b'
+PROGRAM_KEY = 'f5487cef8d053453'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -930,7 +930,8 @@ def _h0_0(x, H0_0_W, H0_0_B):
     return out
 
 
-@_jit()
+# Python, not numba: a fully convolutional net's forward runs each kernel once per image, and
+# jitting this chain would compile every kernel a second time (into its own module).
 def _forward(x, T0_W, T0_B, T1_A, T3_WT, T3_B, T4_A, T6_WT, T6_B, T7_A, H0_0_W, H0_0_B):
     h = x
     h = _t0(h, T0_W, T0_B)
