@@ -21,6 +21,7 @@ import numpy as np
 from templater.bench.records import Results, Row
 from templater.bench.timing import machine_info, time_call
 from templater.convnet import Conv2D, ConvNetwork
+from templater.errors import UsageError
 from templater.network import Dense
 
 INPUTS = {"pnet": (480, 640, 3), "rnet": (24, 24, 3), "onet": (48, 48, 3)}
@@ -189,6 +190,8 @@ def _detector_rows(repeats: int, progress: Callable[[str], None]) -> list[Row]:
         progress("where the time goes")
         ours = stage_seconds(image, program.NETS, 24, max(repeats, 5))
         theirs = stage_seconds(image, nets, 24, max(repeats, 5))
+        progress("the evaluation set's photos, step by step")
+        photo_rows = _evaluation_set_rows(program.NETS, nets)
     rows = [Row(
         "MTCNN detector", "find_faces (float32)", "astronaut 512x512, smallest face 24 px",
         seconds * 1e3, "ms", "the same cascade, nets through onnxruntime", base * 1e3,
@@ -202,17 +205,59 @@ def _detector_rows(repeats: int, progress: Callable[[str], None]) -> list[Row]:
             f"{100 * ours[stage] / sum(ours.values()):.0f}% of the program's time, "
             f"{100 * theirs[stage] / sum(theirs.values()):.0f}% of the baseline's",
         ))
+    return rows + photo_rows
+
+
+def _evaluation_set_rows(program_nets: Any, ort_nets: Any) -> list[Row]:
+    """Every photo of the evaluation set that is installed (both sets, smallest face 24): total
+    seconds per megapixel, then per step, program against onnxruntime's nets with numpy. One
+    pass each, photo by photo alternating, so that load changes hit both alike."""
+    from templater.data.eval import fetch
+
+    images = []
+    for photo in fetch.photos():
+        try:
+            images.append(np.array(fetch.load_rgb(photo)))  # writeable, as find_faces makes it
+        except UsageError:  # its package is not installed (or the file changed): not measured
+            continue
+    if not images:
+        return []
+    megapixels = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
+    ours = dict.fromkeys((*STAGES, "other"), 0.0)
+    theirs = dict(ours)
+    for image in images[:2]:  # warm up (numba compiles the image steps for each array type)
+        stage_seconds(image, program_nets, 24, 1)
+        stage_seconds(image, ort_nets, 24, 1)
+    for image in images:
+        for total, nets in ((ours, program_nets), (theirs, ort_nets)):
+            for stage, seconds in stage_seconds(image, nets, 24, 1).items():
+                total[stage] += seconds
+    what = f"{len(images)} photos, {megapixels:.1f} MP, smallest face 24 px"
+    mine, base = sum(ours.values()), sum(theirs.values())
+    rows = [Row(
+        "MTCNN detector", "evaluation set", what, mine / megapixels, "s/MP",
+        "the same cascade, nets through onnxruntime", base / megapixels, base / mine,
+        f"{mine:.2f} s against {base:.2f} s in all",
+    )]
+    for stage in (*STAGES, "other"):
+        rows.append(Row(
+            "MTCNN detector", f"set step: {stage}", what, ours[stage], "s",
+            "the same step with onnxruntime's nets and numpy", theirs[stage],
+            theirs[stage] / max(ours[stage], 1e-9),
+            f"{100 * ours[stage] / mine:.0f}% of the program's time, "
+            f"{100 * theirs[stage] / base:.0f}% of the baseline's",
+        ))
     return rows
 
 
 def table(results: Results) -> str:
     lines = [
-        f"{'network':<16}{'section':<20}{'what':<40}{'program':>11}{'baseline':>11}{'ratio':>8}"
+        f"{'network':<16}{'section':<22}{'what':<42}{'program':>13}{'baseline':>13}{'ratio':>8}"
     ]
     for r in results.rows:
         lines.append(
-            f"{r.network:<16}{r.section:<20}{r.what:<40}{r.value:>9.3f}ms"
-            f"{r.baseline_value:>9.3f}ms{r.speedup:>7.2f}x  {r.note}"
+            f"{r.network:<16}{r.section:<22}{r.what:<42}{r.value:>9.3f}{r.unit:<4}"
+            f"{r.baseline_value:>9.3f}{r.unit:<4}{r.speedup:>7.2f}x  {r.note}"
         )
     load = results.config["load_average"]
     lines.append(
