@@ -1,12 +1,10 @@
-"""Embedding: find faces with one copied, generated program (numpy + numba; no templater).
+"""Embedding the MTCNN face detector: one copied, generated file (numpy + numba; no templater).
 
-    python embed_face_detector.py face_numba.py photo.png [--threshold T] [--stride N]
+    python embed_face_detector.py mtcnn_numba.py photo.jpg [--min-face 20]
 
-The program file is what `templater compile MODEL --target numba` (or generated/face/) gives;
-copy it anywhere. The photo is a .npy array (H, W) in [0, 1], or a PNG/JPEG read with Pillow
-if it is installed. Colour is turned into gray here, with the weights templater uses
-(0.2125 R + 0.7154 G + 0.0721 B): the program itself refuses colour images.
-Prints one line per face, best first: row col size score (pixels of the photo).
+`mtcnn_numba.py` is generated/mtcnn/mtcnn_numba.py: copy it anywhere. The photo is read with
+Pillow (PNG/JPEG; gray, RGB and RGBA all work) or is a .npy array (rows, cols[, 3]).
+Prints one line per face, best first: x0 y0 x1 y1 score, then the five landmarks as x,y pairs.
 """
 
 from __future__ import annotations
@@ -18,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-LUMINANCE = np.array([0.2125, 0.7154, 0.0721])
-
 
 def load_program(path: Path):
-    """Import the generated file as a module (numba's cache wants it in sys.modules)."""
+    """Import the generated file as a module under its own name (numba's cache records it)."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module
@@ -30,35 +26,26 @@ def load_program(path: Path):
     return module
 
 
-def read_gray(path: Path) -> np.ndarray:
-    """A photo as float64 gray in [0, 1]."""
+def read_photo(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        image = np.load(path, allow_pickle=False)
-    else:
-        from PIL import Image  # only for PNG/JPEG
+        return np.load(path, allow_pickle=False)
+    from PIL import Image  # only for PNG/JPEG
 
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        image = image / 255.0
-    if image.ndim == 3:
-        image = image[..., :3] @ LUMINANCE
-    return np.asarray(image, dtype=np.float64)
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("program", type=Path)
     parser.add_argument("photo", type=Path)
-    parser.add_argument("--threshold", type=float, default=None)
-    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--min-face", type=int, default=20)
     args = parser.parse_args(argv)
     detector = load_program(args.program)
-    settings = {} if args.stride is None else {"stride": args.stride}
-    boxes = detector.find_faces(read_gray(args.photo), threshold=args.threshold, **settings)
-    for row, col, size, score in boxes:
-        print(f"{float(row)!r} {float(col)!r} {float(size)!r} {float(score)!r}")
+    boxes, scores, marks = detector.find_faces(read_photo(args.photo), min_face=args.min_face)
+    for box, score, points in zip(boxes, scores, marks, strict=True):
+        pairs = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        print(" ".join(f"{float(v)!r}" for v in (*box, score)) + f"  {pairs}")
     print(f"{len(boxes)} face(s) found by program {detector.MODEL_DIGEST}", file=sys.stderr)
     return 0
 

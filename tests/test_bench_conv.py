@@ -66,5 +66,10 @@ def test_detector_rows_compare_the_program_with_onnxruntime_step_by_step():
 
     rows = _detector_rows(1, lambda _: None)
     assert rows[0].section == "find_faces (float32)" and rows[0].value > 0
-    assert [r.section for r in rows[1:]] == [f"step: {s}" for s in (*STAGES, "other")]
+    steps = [f"step: {s}" for s in (*STAGES, "other")]
+    assert [r.section for r in rows[1:8]] == steps
     assert all(r.value > 0 and r.baseline_value > 0 for r in rows[1:7])  # every step ran
+    if len(rows) > 8:  # the evaluation set's photos are installed: the same steps over them
+        assert rows[8].section == "evaluation set" and rows[8].unit == "s/MP"
+        assert [r.section for r in rows[9:]] == ["set " + s for s in steps]
+        assert all(r.value > 0 and r.baseline_value > 0 for r in rows[9:15])

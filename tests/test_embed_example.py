@@ -1,4 +1,4 @@
-"""examples/embed_face_detector.py: a copied program finds faces with numpy alone, no templater."""
+"""examples/embed_window_detector.py: a copied window program finds faces with numpy, no templater."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from PIL import Image
 from templater.data.faces import photo
 from templater.golden import default_root
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embed_face_detector.py"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embed_window_detector.py"
 # Runs the example in a clean interpreter where importing templater is impossible.
 RUNNER = (
     "import runpy, sys; sys.modules['templater'] = None; "
-    "sys.argv = ['embed_face_detector.py', 'face_numba.py', sys.argv[1]]; "
-    "runpy.run_path('embed_face_detector.py', run_name='__main__')"
+    "sys.argv = ['embed_window_detector.py', 'face_numba.py', sys.argv[1]]; "
+    "runpy.run_path('embed_window_detector.py', run_name='__main__')"
 )
 
 
@@ -27,7 +27,7 @@ RUNNER = (
 def test_example_finds_the_faces_from_a_copied_program_alone(tmp_path, committed_face):
     _, program = committed_face
     shutil.copy(default_root() / "face" / "face_numba.py", tmp_path / "face_numba.py")
-    shutil.copy(EXAMPLE, tmp_path / "embed_face_detector.py")
+    shutil.copy(EXAMPLE, tmp_path / "embed_window_detector.py")
     image = np.ascontiguousarray(photo("astronaut")[:256, 96:352])
     np.save(tmp_path / "photo.npy", image)
     Image.fromarray(np.round(image * 255).astype(np.uint8)).save(tmp_path / "photo.png")

@@ -115,20 +115,20 @@ def test_the_file_is_standalone():
 
 
 def test_embed_example_runs_the_copied_file_alone(tmp_path, program):
-    """examples/embed_mtcnn.py with only the copied program: templater cannot be imported."""
+    """examples/embed_face_detector.py with only the copied program: templater cannot be imported."""
     import subprocess
     import sys
 
     from skimage import data
 
     shutil.copy(PROGRAM, tmp_path / "mtcnn_numba.py")
-    shutil.copy(ROOT / "examples" / "embed_mtcnn.py", tmp_path / "embed_mtcnn.py")
+    shutil.copy(ROOT / "examples" / "embed_face_detector.py", tmp_path / "embed_face_detector.py")
     image = data.astronaut()
     np.save(tmp_path / "photo.npy", image)
     runner = (
         "import runpy, sys; sys.modules['templater'] = None; "
-        "sys.argv = ['embed_mtcnn.py', 'mtcnn_numba.py', 'photo.npy', '--min-face', '24']; "
-        "runpy.run_path('embed_mtcnn.py', run_name='__main__')"
+        "sys.argv = ['embed_face_detector.py', 'mtcnn_numba.py', 'photo.npy', '--min-face', '24']; "
+        "runpy.run_path('embed_face_detector.py', run_name='__main__')"
     )
     run = subprocess.run([sys.executable, "-I", "-c", runner], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600, check=False)
