@@ -19,6 +19,10 @@ CANDIDATES = {
     "w12": ConvRecipe(channels=(10, 16, 32), pools=(True, False, False), rounds=3),
     # w18 with five bootstrapping rounds (the shipped recipe).
     "w18r5": ConvRecipe(rounds=5),
+    # w18r5 whose last round returns the mean of its last 150 weights (Polyak averaging).
+    "w18r5avg": ConvRecipe(rounds=5, average_last=150),
+    # w18r5 with its threshold set on two folds of face-free photos (about twice the megapixels).
+    "w18r5v2": ConvRecipe(rounds=5, validation_photo_folds=2),
 }
 
 

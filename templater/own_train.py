@@ -57,6 +57,8 @@ class ConvRecipe:
     fp_per_megapixel: float = 1.0
     folds: int = 5
     validation_photo_folds: int = 1
+    # Polyak averaging: the last round's result is the mean of its last `average_last` weights.
+    average_last: int = 0
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
@@ -223,9 +225,10 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
         hard = mine(stack, params, photos, recipe.hard_per_photo)
         data = data.plus(hard.astype(np.float32), np.zeros(len(hard)))
         say(f"round {r + 1}: {len(hard)} hard negatives, {len(data.y)} windows")
+        last = r == recipe.rounds - 1
         params = conv_sgd.adam(
             stack, params, sampler(data, recipe.batch), recipe.round_steps, rng,
-            recipe.lr / 2, recipe.decay, report,
+            recipe.lr / 2, recipe.decay, report, recipe.average_last if last else 0,
         )
     threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
     meta = {"name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
