@@ -23,6 +23,10 @@ CANDIDATES = {
     "w18r5avg": ConvRecipe(rounds=5, average_last=150),
     # w18r5 with its threshold set on two folds of face-free photos (about twice the megapixels).
     "w18r5v2": ConvRecipe(rounds=5, validation_photo_folds=2),
+    # w18 with eight bootstrapping rounds.
+    "w18r8": ConvRecipe(rounds=8),
+    # w18r5 half as wide again: conv3-12, pool, conv3-24, pool, conv3-48.
+    "w18r5wide": ConvRecipe(channels=(12, 24, 48), rounds=5),
 }
 
 
