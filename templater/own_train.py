@@ -59,6 +59,9 @@ class ConvRecipe:
     validation_photo_folds: int = 1
     # Polyak averaging: the last round's result is the mean of its last `average_last` weights.
     average_last: int = 0
+    # The seed of the split by source (which photos train, which set the threshold); None: the
+    # training seed. A fixed split leaves the seed only the search's randomness.
+    split_seed: int | None = None
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
@@ -180,7 +183,10 @@ def split_sets(recipe: ConvRecipe, seed: int, test_fold: int | None):
     (the test fold trains too)."""
     base = faces.base_windows(recipe.photo_windows)
     fold = 0 if test_fold is None else test_fold
-    train, val, test = faces.split(base, fold, recipe.folds, seed, recipe.validation_photo_folds)
+    split_seed = seed if recipe.split_seed is None else recipe.split_seed
+    train, val, test = faces.split(
+        base, fold, recipe.folds, split_seed, recipe.validation_photo_folds
+    )
     if test_fold is None:
         train, test = train.plus(test), None
     val_faces = val.take(val.kind != faces.KINDS.index("photo"))
