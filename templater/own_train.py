@@ -60,8 +60,9 @@ class ConvRecipe:
     # Polyak averaging: the last round's result is the mean of its last `average_last` weights.
     average_last: int = 0
     # The seed of the split by source (which photos train, which set the threshold); None: the
-    # training seed. A fixed split leaves the seed only the search's randomness.
-    split_seed: int | None = None
+    # training seed. The fixed split (0) leaves the seed only the search's randomness: initial
+    # weights, augmentation and mini-batches (chosen by CV at seeds 1 and 2: docs/own-detector.md).
+    split_seed: int | None = 0
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
