@@ -14,11 +14,25 @@ from templater.own_train import ConvRecipe, cross_validate
 
 CANDIDATES = {
     # 18x18 window, stride 4: conv3-8, pool, conv3-16, pool, conv3-32, score 1x1; 3 rounds.
-    "w18": ConvRecipe(rounds=3),
+    "w18": ConvRecipe(rounds=3, split_seed=None),
     # 12x12 window, stride 2 (PNet's trunk): conv3-10, pool, conv3-16, conv3-32, score 1x1.
-    "w12": ConvRecipe(channels=(10, 16, 32), pools=(True, False, False), rounds=3),
-    # w18 with five bootstrapping rounds (the shipped recipe).
-    "w18r5": ConvRecipe(rounds=5),
+    "w12": ConvRecipe(
+        channels=(10, 16, 32), pools=(True, False, False), rounds=3, split_seed=None
+    ),
+    # w18 with five bootstrapping rounds, the split by source following the seed.
+    "w18r5": ConvRecipe(rounds=5, split_seed=None),
+    # w18r5 whose last round returns the mean of its last 150 weights (Polyak averaging).
+    "w18r5avg": ConvRecipe(rounds=5, average_last=150, split_seed=None),
+    # w18r5 with its threshold set on two folds of face-free photos (about twice the megapixels).
+    "w18r5v2": ConvRecipe(rounds=5, validation_photo_folds=2, split_seed=None),
+    # w18 with eight bootstrapping rounds.
+    "w18r8": ConvRecipe(rounds=8, split_seed=None),
+    # w18r5 half as wide again: conv3-12, pool, conv3-24, pool, conv3-48.
+    "w18r5wide": ConvRecipe(channels=(12, 24, 48), rounds=5, split_seed=None),
+    # w18r5 whose split by source is seed 0's whatever the seed (the seed then changes only the
+    # search: initial weights, augmentation, mini-batches); at seed 0 it is w18r5. The shipped
+    # recipe (ConvRecipe() defaults).
+    "w18r5fixed": ConvRecipe(rounds=5, split_seed=0),
 }
 
 

@@ -70,6 +70,8 @@ def make(name: str, min_face: int) -> FaceDetector:
     if name == "own":
         return _own(min_face)
     path = Path(name)
+    if path.is_dir() and (path / "model.npz").is_file() and (path / "own_numba.py").is_file():
+        return _own(min_face, path)  # a `templater train-conv -o DIR` folder
     if path.is_file():
         return _program(path, min_face)
     raise UsageError(
@@ -154,21 +156,25 @@ def _mtcnn(name: str, min_face: int) -> FaceDetector:
     return FaceDetector(name, f"MTCNN cascade (templater.mtcnn_cascade), nets by {where}", find)
 
 
-def _own(min_face: int) -> FaceDetector:
-    """templater's own convolutional detector (generated/own: the compiled program over a
-    pyramid, templater.own_detector)."""
+def _own(min_face: int, folder: Path | None = None) -> FaceDetector:
+    """templater's own convolutional detector (the compiled program over a pyramid,
+    templater.own_detector): the committed one in generated/own, or a `train-conv` folder."""
     from templater import own_detector
     from templater.programs import import_program
 
-    detector = own_detector.load(own_detector.GENERATED / "model.npz")
-    program = import_program(own_detector.GENERATED / "own_numba.py")
+    committed = folder is None
+    folder = own_detector.GENERATED if folder is None else folder
+    detector = own_detector.load(folder / "model.npz")
+    program = import_program(folder / "own_numba.py")
 
     def find(rgb: np.ndarray) -> Boxes:
         found = np.asarray(detector.find_faces(rgb, min_face, program=program), np.float64)
         r, c, s, v = found.reshape(-1, 4).T
         return np.column_stack([c, r, c + s, r + s]), v
 
-    return FaceDetector("own", "own convolutional detector (generated/own, gray)", find)
+    if committed:
+        return FaceDetector("own", "own convolutional detector (generated/own, gray)", find)
+    return FaceDetector(str(folder), f"own convolutional detector ({folder}, gray)", find)
 
 
 def _program(path: Path, min_face: int) -> FaceDetector:

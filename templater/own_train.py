@@ -57,6 +57,12 @@ class ConvRecipe:
     fp_per_megapixel: float = 1.0
     folds: int = 5
     validation_photo_folds: int = 1
+    # Polyak averaging: the last round's result is the mean of its last `average_last` weights.
+    average_last: int = 0
+    # The seed of the split by source (which photos train, which set the threshold); None: the
+    # training seed. The fixed split (0) leaves the seed only the search's randomness: initial
+    # weights, augmentation and mini-batches (chosen by CV at seeds 1 and 2: docs/own-detector.md).
+    split_seed: int | None = 0
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
@@ -178,7 +184,10 @@ def split_sets(recipe: ConvRecipe, seed: int, test_fold: int | None):
     (the test fold trains too)."""
     base = faces.base_windows(recipe.photo_windows)
     fold = 0 if test_fold is None else test_fold
-    train, val, test = faces.split(base, fold, recipe.folds, seed, recipe.validation_photo_folds)
+    split_seed = seed if recipe.split_seed is None else recipe.split_seed
+    train, val, test = faces.split(
+        base, fold, recipe.folds, split_seed, recipe.validation_photo_folds
+    )
     if test_fold is None:
         train, test = train.plus(test), None
     val_faces = val.take(val.kind != faces.KINDS.index("photo"))
@@ -223,9 +232,10 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
         hard = mine(stack, params, photos, recipe.hard_per_photo)
         data = data.plus(hard.astype(np.float32), np.zeros(len(hard)))
         say(f"round {r + 1}: {len(hard)} hard negatives, {len(data.y)} windows")
+        last = r == recipe.rounds - 1
         params = conv_sgd.adam(
             stack, params, sampler(data, recipe.batch), recipe.round_steps, rng,
-            recipe.lr / 2, recipe.decay, report,
+            recipe.lr / 2, recipe.decay, report, recipe.average_last if last else 0,
         )
     threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
     meta = {"name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),

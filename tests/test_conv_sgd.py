@@ -60,3 +60,27 @@ def test_adam_lowers_the_loss():
     )
     after, _ = conv_sgd.loss_and_grads(STACK, trained, x, y, weight)
     assert after < 0.5 * before
+
+
+def test_adam_average_last_is_the_mean_of_the_last_weights(monkeypatch):
+    # With a constant gradient g, Adam's bias-corrected step is rate_t * g / (|g| + 1e-8), so the
+    # weights after every step are known in closed form.
+    params, x, y, weight = _problem(2)
+    params = [p.astype(np.float64) for p in params]
+    monkeypatch.setattr(
+        conv_sgd, "loss_and_grads", lambda stack, ps, *a, **k: (0.0, [np.ones_like(p) for p in ps])
+    )
+    steps, lr, n = 10, 1e-2, 4
+    rates = lr * (1.0 - 0.9 * np.arange(steps) / (steps - 1))
+    moved = np.cumsum(rates) * (1.0 / (1.0 + 1e-8))  # how far every weight fell after each step
+
+    def run(average_last):
+        return conv_sgd.adam(
+            STACK, params, lambda rng: (x, y, weight), steps, np.random.default_rng(0), lr=lr,
+            decay=0.0, average_last=average_last,
+        )
+
+    for p0, last, mean in zip(params, run(0), run(n), strict=True):
+        np.testing.assert_allclose(last, p0 - moved[-1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(mean, p0 - moved[-n:].mean(), rtol=0, atol=1e-12)
+        assert mean.dtype == p0.dtype

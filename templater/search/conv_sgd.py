@@ -210,10 +210,16 @@ def adam(
     lr: float = 2e-3,
     decay: float = 1e-4,
     report: Callable[[int, float], None] | None = None,
+    average_last: int = 0,
 ) -> list[np.ndarray]:
     """`steps` Adam steps on mini-batches drawn by `data(rng)`; the learning rate falls linearly
-    to a tenth over the run (steadier last steps, so seeds end closer together)."""
+    to a tenth over the run (steadier last steps, so seeds end closer together).
+
+    With `average_last` = n > 0, the result is the mean of the weights after each of the last n
+    steps (Polyak averaging: still one net, with less of the last mini-batches' noise)."""
     beta1, beta2 = 0.9, 0.999
+    average_last = min(max(int(average_last), 0), steps)
+    total = [np.zeros(p.shape, np.float64) for p in params] if average_last else None
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     params = [p.copy() for p in params]
@@ -227,6 +233,11 @@ def adam(
             vi *= beta2
             vi += (1.0 - beta2) * g * g
             p -= rate * (mi / (1.0 - beta1**step)) / (np.sqrt(vi / (1.0 - beta2**step)) + 1e-8)
+        if total is not None and step > steps - average_last:
+            for t, p in zip(total, params, strict=True):
+                t += p
         if report is not None:
             report(step, loss)
+    if total is not None:
+        return [(t / average_last).astype(p.dtype) for t, p in zip(total, params, strict=True)]
     return params
