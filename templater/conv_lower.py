@@ -147,7 +147,8 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: in
     if numba and layer.padding == (0, 0, 0, 0):
         body.append("xp = x")  # no _pad to compile for this layer's input type
     else:
-        body.append("xp = _pad(x, pt, pl, pb, pr, 0.0)" if numba else "xp = _pad(x, pt, pl, pb, pr)")
+        pad_args = "x, pt, pl, pb, pr, 0.0" if numba else "x, pt, pl, pb, pr"
+        body.append(f"xp = _pad({pad_args})")
     if numba:
         body.append(f"out = np.empty(({layer.out_channels}, oh, ow){np_dtype_arg(target)})")
     elif layout == "table":
@@ -319,7 +320,11 @@ def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
         f"            wc = {WT}[c]",
         *(f"            a{p} = acc[{p}]" for p in range(block)),
         f"            for o in range({n_out}):",
-        *(f"                w{ky}_{kx} = wc[{ky}, {kx}, o]" for ky in range(kh) for kx in range(kw)),
+        *(
+            f"                w{ky}_{kx} = wc[{ky}, {kx}, o]"
+            for ky in range(kh)
+            for kx in range(kw)
+        ),
         *(
             line
             for p in range(block)

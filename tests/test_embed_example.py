@@ -1,4 +1,4 @@
-"""examples/embed_window_detector.py: a copied window program finds faces with numpy, no templater."""
+"""examples/embed_window_detector.py: a copied window program finds faces without templater."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_the_file_is_standalone():
 
 
 def test_embed_example_runs_the_copied_file_alone(tmp_path, program):
-    """examples/embed_face_detector.py with only the copied program: templater cannot be imported."""
+    """examples/embed_face_detector.py with only the copied program: no templater to import."""
     import subprocess
     import sys
 
