@@ -155,3 +155,32 @@ def test_detect_by_name_finds_the_astronaut_in_colour(tmp_path, program):
     assert len(lines) == len(boxes) >= 1
     with Image.open(tmp_path / "o.png") as drawn:
         assert drawn.size == (512, 512)
+
+
+def test_the_same_faces_as_mtcnn_through_onnxruntime_on_every_labelled_photo(program):
+    """#19: on every installed photo of the evaluation and tuning sets, the compiled detector
+    finds as many faces as the same cascade over onnxruntime's nets, each matched at IoU >= 0.95
+    with its score within 1e-4."""
+    pytest.importorskip("onnxruntime")
+    from templater import mtcnn
+    from templater.data.eval import fetch
+    from templater.errors import UsageError
+    from templater.evaluate import iou
+
+    nets = mtcnn.OnnxRuntimeNets()
+    checked = 0
+    for photo in fetch.photos():
+        try:
+            image = fetch.load_rgb(photo)
+        except UsageError:  # its package is not installed
+            continue
+        boxes, scores, _ = program.find_faces(image, min_face=24)
+        expect, expect_scores, _ = mtcnn.detect(image, nets, min_face=24)
+        assert len(boxes) == len(expect), photo.name
+        for box, score in zip(boxes, scores, strict=True):
+            overlap = iou(box, expect)
+            k = int(np.argmax(overlap))
+            assert overlap[k] >= 0.95 and abs(score - expect_scores[k]) <= 1e-4, photo.name
+        checked += 1
+    if checked == 0:
+        pytest.skip("no labelled photo installed")
