@@ -91,7 +91,20 @@ def blur_weights(s: float) -> list[float]:
 
 
 def blur(image: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    """`image` blurred along rows, then columns, by the kernel `weights` (docstring order)."""
+    """`image` blurred along rows, then columns, by the kernel `weights` (docstring order).
+    Through the numba kernel of `scan_blur` (the same sums, 10-20x faster) where the radius is
+    below both sides; numpy otherwise (`blur_numpy`, the definition it is tested against)."""
+    radius = len(weights) // 2
+    if 0 < radius < min(image.shape):
+        from templater.scan_blur import blur_rows_then_columns
+
+        kernel = np.asarray(weights, dtype=np.float64)
+        return blur_rows_then_columns(np.ascontiguousarray(image, dtype=np.float64), kernel)
+    return blur_numpy(image, weights)
+
+
+def blur_numpy(image: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """`blur` in numpy: np.pad's 'reflect' and one gather per tap."""
     radius = len(weights) // 2
     out = image
     for axis in (1, 0):

@@ -11,6 +11,7 @@ from templater.errors import UsageError
 from templater.network import Dense, Head, Network, Normalization
 from templater.scan import (
     blur,
+    blur_numpy,
     blur_weights,
     candidates,
     iou,
@@ -93,6 +94,17 @@ def test_the_blur_is_the_gaussian_skimage_rescale_uses(s: float) -> None:
     expected = ndimage.gaussian_filter(img, (1.0 / s - 1.0) / 2.0, mode="mirror")
     assert np.allclose(blur(img, blur_weights(s)), expected, rtol=0, atol=1e-15)
     assert blur_weights(1.0) == [] and blur_weights(1.5) == []
+
+
+def test_the_numba_blur_is_the_numpy_blur_bit_for_bit() -> None:
+    """scan.blur's numba kernel (radius below both sides) against blur_numpy, its definition:
+    thin images, radius one below a side, and radii over a side (numpy's repeated reflection)."""
+    rng = np.random.default_rng(5)
+    for h, w, s in [(41, 53, 0.37), (3, 200, 0.3), (200, 3, 0.3), (19, 19, 0.1), (8, 9, 0.05),
+                    (64, 48, 0.2), (1, 30, 0.5), (30, 2, 0.45)]:
+        img = rng.random((h, w))
+        weights = blur_weights(s)
+        assert np.array_equal(blur(img, weights), blur_numpy(img, weights)), (h, w, s)
 
 
 def test_the_blur_smooths_what_a_shrink_would_alias() -> None:
