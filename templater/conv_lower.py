@@ -231,7 +231,7 @@ def _channels_inner(layer: Conv2D, width: int | None) -> bool:
 
 def _channels_per_pass(layer: Conv2D) -> int:
     """Output channels the rows form computes in one pass over the input rows: each loaded input
-    value serves all of them (groups of one input channel range only)."""
+    value serves all of them (only without groups, where they all read the same inputs)."""
     if layer.groups != 1:
         return 1
     return next(q for q in (4, 2, 1) if layer.out_channels % q == 0)

@@ -47,7 +47,7 @@ refused (ValueError).
 - onet(crops): float32 (N, 48, 48, 3) -> (prob (N,), reg (N, 4), landmarks (N, 10))
 with images in natural orientation (row = y); runners of the Keras-converted nets transpose
 rows and columns themselves, since those nets were trained on transposed images.
-`nets` may also offer faster versions of the two image steps, which must give the same numbers:
+`nets` may also offer faster versions of the image steps and NMS, giving the same numbers:
 - pyramid_level(image, rows, cols): a level for its own pnet (any layout: the cascade only
   hands it to nets.pnet);
 - resize_crops(image, boxes, size): the crops of (N, 4) int64 boxes for its own rnet/onet;
@@ -286,7 +286,8 @@ def stage_rnet(image, nets, boxes, threshold):
     keep = prob > threshold
     boxes = np.column_stack([boxes[keep, :4], prob[keep]])
     reg = reg[keep]
-    pick = getattr(nets, "nms", nms)(boxes[:, :4], boxes[:, 4], 0.7, "union")
+    suppress = getattr(nets, "nms", nms)
+    pick = suppress(boxes[:, :4], boxes[:, 4], 0.7, "union")
     boxes, reg = boxes[pick], reg[pick]
     out = boxes.copy()
     out[:, :4] = square(regress(boxes[:, :4], reg))
@@ -314,7 +315,8 @@ def stage_onet(image, nets, boxes, threshold):
     points[:, :, 0] = w[:, None] * marks[:, 0:5] + boxes[:, 0:1] - 1
     points[:, :, 1] = h[:, None] * marks[:, 5:10] + boxes[:, 1:2] - 1
     boxes[:, :4] = regress(boxes[:, :4], reg)
-    pick = getattr(nets, "nms", nms)(boxes[:, :4], boxes[:, 4], 0.7, "min")
+    suppress = getattr(nets, "nms", nms)
+    pick = suppress(boxes[:, :4], boxes[:, 4], 0.7, "min")
     return boxes[pick], points[pick]
 
 
