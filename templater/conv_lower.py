@@ -167,13 +167,12 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: in
             table_source(W, layer.weights, target, per_line=kh * kw),
             table_source(B, layer.bias, target, per_line=8),
         )
-        body += [f"for o in range({layer.out_channels}):"]
-        first = f"(o // {per_out}) * {per_in}"
         if numba:
-            body = body[:-1] + _numba_conv_loops(layer, W, B, f"(o0 // {per_out}) * {per_in}")
+            body += _numba_conv_loops(layer, W, B, f"(o0 // {per_out}) * {per_in}")
         else:
             body += [
-                f"    first = {first}",
+                f"for o in range({layer.out_channels}):",
+                f"    first = (o // {per_out}) * {per_in}",
                 f"    w_o = {W}[o]",
                 "    plane = []",
                 "    for y in range(oh):",

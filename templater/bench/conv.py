@@ -114,6 +114,9 @@ def run_conv(repeats: int = 5, progress: Callable[[str], None] = lambda _: None)
 
 
 STAGES = ("pyramid", "pnet", "nms", "crops", "rnet", "onet")
+# The cascade's name of each step (a method of the nets, else its own numpy function) -> STAGES.
+STAGE_OF = {"pyramid_level": "pyramid", "pnet": "pnet", "nms": "nms", "resize_crops": "crops",
+            "rnet": "rnet", "onet": "onet"}
 
 
 class _StageClock:
@@ -124,40 +127,23 @@ class _StageClock:
     def __init__(self, nets: Any) -> None:
         from templater import mtcnn_cascade
 
-        self.nets = nets
         self.seconds = dict.fromkeys(STAGES, 0.0)
-        self.steps = {
-            "pyramid": getattr(nets, "pyramid_level", mtcnn_cascade.pyramid_level),
-            "crops": getattr(nets, "resize_crops", mtcnn_cascade.resize_crops),
-            "nms": getattr(nets, "nms", mtcnn_cascade.nms),
-            "pnet": nets.pnet,
-            "rnet": nets.rnet,
-            "onet": nets.onet,
+        self._steps = {
+            name: getattr(nets, name, None) or getattr(mtcnn_cascade, name) for name in STAGE_OF
         }
 
-    def _timed(self, stage: str, *args: Any) -> Any:
-        start = time.perf_counter()
-        result = self.steps[stage](*args)
-        self.seconds[stage] += time.perf_counter() - start
-        return result
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in STAGE_OF:
+            raise AttributeError(name)
+        step, stage = self._steps[name], STAGE_OF[name]
 
-    def pyramid_level(self, *args: Any) -> Any:
-        return self._timed("pyramid", *args)
+        def timed(*args: Any) -> Any:
+            start = time.perf_counter()
+            result = step(*args)
+            self.seconds[stage] += time.perf_counter() - start
+            return result
 
-    def resize_crops(self, *args: Any) -> Any:
-        return self._timed("crops", *args)
-
-    def nms(self, *args: Any) -> Any:
-        return self._timed("nms", *args)
-
-    def pnet(self, *args: Any) -> Any:
-        return self._timed("pnet", *args)
-
-    def rnet(self, *args: Any) -> Any:
-        return self._timed("rnet", *args)
-
-    def onet(self, *args: Any) -> Any:
-        return self._timed("onet", *args)
+        return timed
 
 
 def stage_seconds(image: np.ndarray, nets: Any, min_face: int, repeats: int) -> dict[str, float]:

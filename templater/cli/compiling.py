@@ -48,7 +48,7 @@ def compile_command(
 ) -> None:
     """Compile MODEL (.npz or .onnx) into a program."""
     from templater.compiler import compile as compile_network
-    from templater.fileio import check_output, write_atomic
+    from templater.fileio import check_output
     from templater.models import load_model
 
     check_output(output, [model], (".py",))
@@ -69,11 +69,7 @@ def compile_command(
         source, count = annotate(source, net, rows.x, rows.label)
         click.echo(f"annotated {count} neuron(s) with their activity on {rows.label} "
                    f"({len(rows.x)} rows)", err=True)
-    if output:
-        write_atomic(output, source)
-        click.echo(f"wrote {output} ({source.count(chr(10)):,} lines)", err=True)
-    else:
-        click.echo(source, nl=False)
+    _write_or_print(source, output, f"{source.count(chr(10)):,} lines")
 
 
 @main.command("compile-mtcnn")
@@ -103,7 +99,7 @@ def compile_mtcnn_command(
     find_faces(image, min_face=20): pure Python (imports only math) or Numba."""
     from pathlib import Path
 
-    from templater.fileio import check_output, write_atomic
+    from templater.fileio import check_output
 
     check_output(output, [], (".py",))
     nets = None
@@ -120,9 +116,16 @@ def compile_mtcnn_command(
         from templater.mtcnn_program import compile_mtcnn
 
         source = compile_mtcnn(nets, dtype="float32", layout=layout)
+    _write_or_print(source, output, f"{len(source) / 1e6:.1f} MB")
+
+
+def _write_or_print(source: str, output: str | None, size: str) -> None:
+    """A program to its output file (atomically), or to stdout when there is none."""
     if output:
+        from templater.fileio import write_atomic
+
         write_atomic(output, source)
-        click.echo(f"wrote {output} ({len(source) / 1e6:.1f} MB)", err=True)
+        click.echo(f"wrote {output} ({size})", err=True)
     else:
         click.echo(source, nl=False)
 
