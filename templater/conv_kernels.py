@@ -66,6 +66,7 @@ class Kernel:
     lines: tuple[str, ...]
     description: str  # made from structure (kinds, sizes), never from model-file text
     table_names: tuple[str, ...] = ()
+    absorbs_next: bool = False  # applies the next layer's activation (that layer: no call)
 
 
 def layer_prefix(where: int, index: int, net: str = "") -> str:
@@ -310,39 +311,42 @@ def global_avg_kernel(prefix: str, target: ConvTarget) -> Kernel:
     return make_kernel(prefix, (), body, target, "global average pool")
 
 
-def _activation_lines(name: str, layer: Act | None, target: ConvTarget, slope: str) -> list[str]:
-    """`v` -> `v` through the activation, as if/else where it is piecewise linear."""
+def activation_lines(
+    name: str, layer: Act | None, target: ConvTarget, slope: str, v: str = "v"
+) -> list[str]:
+    """`v` -> `v` through the activation, as if/else where it is piecewise linear (`v`: the
+    variable's name)."""
     c = target.const
     act = layer.activation if isinstance(layer, Act) else None
     if name == "prelu":
-        return ["if v > " + c(0.0) + ":", "    pass", "else:", f"    v = {slope} * v"]
+        return [f"if {v} > " + c(0.0) + ":", "    pass", "else:", f"    {v} = {slope} * {v}"]
     if name == "identity":
         return []
     if name == "relu":
-        return [f"if v > {c(0.0)}:", "    pass", "else:", f"    v = {c(0.0)}"]
+        return [f"if {v} > {c(0.0)}:", "    pass", "else:", f"    {v} = {c(0.0)}"]
     if name == "leaky_relu":
-        return [f"if v > {c(0.0)}:", "    pass", "else:", f"    v = {c(act.alpha)} * v"]
+        return [f"if {v} > {c(0.0)}:", "    pass", "else:", f"    {v} = {c(act.alpha)} * {v}"]
     if name == "step":
-        return [f"if v > {c(0.0)}:", f"    v = {c(1.0)}", "else:", f"    v = {c(0.0)}"]
+        return [f"if {v} > {c(0.0)}:", f"    {v} = {c(1.0)}", "else:", f"    {v} = {c(0.0)}"]
     if name == "clip":
         return [
-            f"if v < {c(act.alpha)}:",
-            f"    v = {c(act.alpha)}",
-            f"elif v > {c(act.beta)}:",
-            f"    v = {c(act.beta)}",
+            f"if {v} < {c(act.alpha)}:",
+            f"    {v} = {c(act.alpha)}",
+            f"elif {v} > {c(act.beta)}:",
+            f"    {v} = {c(act.beta)}",
         ]
     if name == "hard_sigmoid":
         return [
-            f"v = {c(act.alpha)} * v + {c(act.beta)}",
-            f"if v < {c(0.0)}:",
-            f"    v = {c(0.0)}",
-            f"elif v > {c(1.0)}:",
-            f"    v = {c(1.0)}",
+            f"{v} = {c(act.alpha)} * {v} + {c(act.beta)}",
+            f"if {v} < {c(0.0)}:",
+            f"    {v} = {c(0.0)}",
+            f"elif {v} > {c(1.0)}:",
+            f"    {v} = {c(1.0)}",
         ]
     if name == "sigmoid":
-        return ["v = _sigmoid(v)"]
+        return [f"{v} = _sigmoid({v})"]
     if name == "tanh":
-        return ["v = _tanh(v)"]
+        return [f"{v} = _tanh({v})"]
     raise UnsupportedError(name)  # pragma: no cover
 
 
@@ -357,12 +361,12 @@ def elementwise_kernel(prefix: str, target: ConvTarget, tables: tuple, name: str
             "for c in range(flat.shape[0]):",
             "    for k in range(flat.shape[1]):",
             "        v = flat[c, k]",
-            *("        " + s for s in _activation_lines(name, layer, target, slope_of("c"))),
+            *("        " + s for s in activation_lines(name, layer, target, slope_of("c"))),
             "        flat[c, k] = v",
             "return out",
         ]
     else:
-        act = _activation_lines(name, layer, target, slope_of("c"))
+        act = activation_lines(name, layer, target, slope_of("c"))
         body = [
             "out = []",
             "for c in range(len(x)):",

@@ -13,9 +13,14 @@ loop runs over contiguous memory, so it vectorises (stride 1).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
+import numpy as np
+
 from templater.conv_kernels import (
     ConvTarget,
     Kernel,
+    activation_lines,
     elementwise_kernel,
     flatten_kernel,
     geometry_lines,
@@ -67,18 +72,42 @@ def kernels(
     """The trunk's kernels and each head's, in order."""
     widths = _output_widths(net)
 
-    def make(layer: Layer, prefix: str) -> Kernel:
-        form = choose_layout(layer, layout, target)
-        if isinstance(layer, Conv2D):
-            return _conv(layer, prefix, target, form, widths[id(layer)])
-        return _kernel(layer, prefix, target, form)
+    def part(layers: tuple, where: int) -> list[Kernel]:
+        out: list[Kernel] = []
+        for i, layer in enumerate(layers):
+            name = layer_prefix(where, i, prefix)
+            if out and out[-1].absorbs_next:
+                out.append(fused_kernel(layer, name))
+                continue
+            form = choose_layout(layer, layout, target)
+            if isinstance(layer, Conv2D):
+                after = layers[i + 1] if i + 1 < len(layers) else None
+                act = (after, layer_prefix(where, i + 1, prefix)) if _fusable(after) else None
+                out.append(_conv(layer, name, target, form, widths[id(layer)], act))
+            else:
+                out.append(_kernel(layer, name, target, form))
+        return out
 
-    trunk = [make(layer, layer_prefix(-1, i, prefix)) for i, layer in enumerate(net.trunk)]
-    heads = [
-        [make(layer, layer_prefix(h, i, prefix)) for i, layer in enumerate(layers)]
-        for h, (_, layers) in enumerate(net.heads)
-    ]
+    trunk = part(net.trunk, -1)
+    heads = [part(layers, h) for h, (_, layers) in enumerate(net.heads)]
     return trunk, heads
+
+
+def _fusable(layer: Layer | None) -> bool:
+    """An activation a conv can apply as it stores each output (numba table forms): one pass
+    over the maps less; the value is the same (the activation of the finished sum)."""
+    if isinstance(layer, PReLU):
+        return True
+    return isinstance(layer, Act) and layer.activation.name in PIECEWISE
+
+
+def fused_kernel(layer: Layer, prefix: str) -> Kernel:
+    """The placeholder of an activation the conv before it applies: no function, no call."""
+    return Kernel("", (), (), f"{_fused_name(layer)}, applied by the conv before it")
+
+
+def _fused_name(layer: Layer) -> str:
+    return "prelu" if isinstance(layer, PReLU) else layer.activation.name
 
 
 def _output_widths(net: ConvNetwork) -> dict[int, int | None]:
@@ -137,7 +166,16 @@ def _describe_conv(layer: Conv2D) -> str:
     )
 
 
-def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: int | None) -> Kernel:
+def _conv(
+    layer: Conv2D,
+    prefix: str,
+    target: ConvTarget,
+    layout: str,
+    width: int | None,
+    act: tuple[Layer, str] | None = None,
+) -> Kernel:
+    """`act`: the activation after the conv and its prefix, which the numba table forms apply
+    as they store each output (the placeholder fused_kernel then stands for it)."""
     W, B = f"{prefix.upper()}_W", f"{prefix.upper()}_B"
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     per_in = layer.weights.shape[1]
@@ -153,22 +191,38 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: in
         body.append(f"out = np.empty(({layer.out_channels}, oh, ow){np_dtype_arg(target)})")
     elif layout == "table":
         body.append("out = []")
-    tables: tuple[str, ...] = ()
+    tables: tuple[tuple[str, str], ...] = ()
     ix = target.index
+    fuse = _Fused(*act) if act is not None and numba and layout == "table" else None
+    act_tables: tuple[tuple[str, str], ...] = ()
     if layout == "table" and numba and _channels_inner(layer, width):
-        # small maps: vectorise across output channels, the weights as (c, ky, kx, o) rows
+        # small maps: vectorise across output channels, the weights as (c, ky, kx, o) rows,
+        # the output channels padded with zeros to whole vectors (see LANES)
+        lanes = LANES[target.dtype]
+        padded = -(-layer.out_channels // lanes) * lanes
+        extra = padded - layer.out_channels
+        weights = np.pad(layer.weights.transpose(1, 2, 3, 0), ((0, 0),) * 3 + ((0, extra),))
         tables = (
-            table_source(W + "T", layer.weights.transpose(1, 2, 3, 0), target, layer.out_channels),
+            table_source(W + "T", weights, target, padded),
+            table_source(B, np.pad(layer.bias, (0, extra)), target, per_line=8),
+        )
+        body += _numba_conv_channels(layer, W + "T", B, padded, _block(width, layer), fuse, target)
+        act_tables = fuse.tables(target, padded) if fuse else ()
+    elif layout == "table" and numba and _pointwise(layer):
+        tables = (
+            table_source(W, layer.weights[:, :, 0, 0], target, per_line=8),
             table_source(B, layer.bias, target, per_line=8),
         )
-        body += _numba_conv_channels(layer, W + "T", B)
+        body += _numba_conv_pointwise(layer, W, B, fuse, target)
+        act_tables = fuse.tables(target, layer.out_channels) if fuse else ()
     elif layout == "table":
         tables = (
             table_source(W, layer.weights, target, per_line=kh * kw),
             table_source(B, layer.bias, target, per_line=8),
         )
         if numba:
-            body += _numba_conv_loops(layer, W, B, f"(o0 // {per_out}) * {per_in}")
+            body += _numba_conv_loops(layer, W, B, f"(o0 // {per_out}) * {per_in}", fuse, target)
+            act_tables = fuse.tables(target, layer.out_channels) if fuse else ()
         else:
             body += [
                 f"for o in range({layer.out_channels}):",
@@ -211,7 +265,34 @@ def _conv(layer: Conv2D, prefix: str, target: ConvTarget, layout: str, width: in
                 body.append("    for j in range(ow):")
             body += ["        " + line for line in _sum_lines(pos, layer.bias[o], terms, target)]
     body.append("return out")
-    return make_kernel(prefix, tables, body, target, _describe_conv(layer) + f", {layout}")
+    kernel = make_kernel(
+        prefix, tables + act_tables, body, target, _describe_conv(layer) + f", {layout}"
+    )
+    return replace(kernel, absorbs_next=fuse is not None)
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """An activation a conv kernel applies to its finished sums (PReLU's slopes: a table)."""
+
+    layer: Layer
+    prefix: str
+
+    @property
+    def slopes(self) -> str | None:
+        return f"{self.prefix.upper()}_A" if isinstance(self.layer, PReLU) else None
+
+    def tables(self, target: ConvTarget, channels: int) -> tuple[tuple[str, str], ...]:
+        """PReLU's slopes, zero-padded to `channels` (a padded channel is never stored)."""
+        if not isinstance(self.layer, PReLU):
+            return ()
+        extra = channels - self.layer.slopes.size
+        return (table_source(self.slopes, np.pad(self.layer.slopes, (0, extra)), target, 16),)
+
+    def lines(self, target: ConvTarget, var: str, slope: str) -> list[str]:
+        if isinstance(self.layer, PReLU):
+            return activation_lines("prelu", None, target, slope, var)
+        return activation_lines(self.layer.activation.name, self.layer, target, "", var)
 
 
 # Output channels at least this many vectorise well across channels (a float32 vector holds 16):
@@ -236,11 +317,15 @@ def _channels_per_pass(layer: Conv2D) -> int:
     return next(q for q in (4, 2, 1) if layer.out_channels % q == 0)
 
 
-def _numba_conv_loops(layer: Conv2D, W: str, B: str, first: str) -> list[str]:
+def _numba_conv_loops(
+    layer: Conv2D, W: str, B: str, first: str, fuse: _Fused | None, target: ConvTarget
+) -> list[str]:
     """Per pass of output channels and output row: the biases, then per input channel one pass
     over the row that adds each channel's kernel taps in (ky, kx) order in one statement, so
     each row is stored once per input channel rather than once per tap; the sum's order is the
-    reference's. PNet's conv 3 -> 10 over 256 x 256: 0.69 ms a channel at a time, 0.57 ms two."""
+    reference's. PNet's conv 3 -> 10 over 256 x 256: 0.69 ms a channel at a time, 0.57 ms two.
+    `fuse`: an activation applied to each finished row (the slope read once per row: read in
+    the loop, it cost PNet's conv 3 -> 10 more than a pass of its own)."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     q = _channels_per_pass(layer)
     kernel = [(ky, kx) for ky in range(kh) for kx in range(kw)]
@@ -274,24 +359,101 @@ def _numba_conv_loops(layer: Conv2D, W: str, B: str, first: str) -> list[str]:
             *(f"                    + w{k}_{ky}_{kx} * v{ky}_{kx}" for ky, kx in kernel),
             "                )",
         ]
+    if fuse is not None:
+        for k in range(q):
+            lines += [f"        s{k} = {fuse.slopes}[o0 + {k}]"] if fuse.slopes else []
+            lines += [
+                "        for j in range(ow):",
+                f"            v = row{k}[j]",
+                *("            " + line for line in fuse.lines(target, "v", f"s{k}")),
+                f"            row{k}[j] = v",
+            ]
     return lines
+
+
+# A 1x1 conv with at most this many inputs and fewer than CHANNELS_FORM_MIN_OUT outputs reads
+# every input channel at a position once for all its outputs (PNet's heads, 32 -> 4 and 32 -> 2,
+# over 115 x 155: 158 and 85 us by rows, which store each output row once per input channel).
+POINTWISE_MAX_IN = 64
+
+
+def _pointwise(layer: Conv2D) -> bool:
+    return (
+        layer.kernel == (1, 1)
+        and layer.stride == (1, 1)
+        and layer.groups == 1
+        and layer.padding == (0, 0, 0, 0)
+        and layer.in_channels <= POINTWISE_MAX_IN
+        and layer.out_channels < CHANNELS_FORM_MIN_OUT
+    )
+
+
+def _numba_conv_pointwise(
+    layer: Conv2D, W: str, B: str, fuse: _Fused | None, target: ConvTarget
+) -> list[str]:
+    """Per output channel and output row, one pass along the row: each output the bias plus the
+    input channels' terms in order (the reference's order), vectorised along the row, so each
+    output is stored once (by rows: once per input channel). The output channels loop inside
+    the row, so the row's inputs are read from memory once (from L1 for the other outputs). One
+    output at a time: four at once ran out of registers (5x slower)."""
+    n_in = layer.in_channels
+    return [
+        "for y in range(oh):",
+        *(f"    x{c} = xp[{c}, y]" for c in range(n_in)),
+        f"    for o in range({layer.out_channels}):",
+        f"        b = {B}[o]",
+        *(f"        w{c} = {W}[o, {c}]" for c in range(n_in)),
+        *([f"        s = {fuse.slopes}[o]"] if fuse and fuse.slopes else []),
+        "        row = out[o, y]",
+        "        for j in range(ow):",
+        "            v = (",
+        "                b",
+        *(f"                + w{c} * x{c}[j]" for c in range(n_in)),
+        "            )",
+        *("            " + line for line in (fuse.lines(target, "v", "s") if fuse else [])),
+        "            row[j] = v",
+    ]
 
 
 # Output positions that share each weight the channels form loads (register blocking): the
 # weights are read once per block instead of once per position, and the block's sums are
 # independent chains the processor overlaps. Measured on ONet's conv 32 -> 64 (21 x 21 outputs):
-# 469 us one position at a time, 215 us in blocks of 4 (float32, bit-identical).
+# 469 us one position at a time, 215 us in blocks of 4 (float32, bit-identical). A fixed-size
+# net takes blocks of 3 where they tile its rows with fewer positions computed in vain (RNet's
+# conv 28 -> 48 has rows of 9: 9 positions in blocks of 3, 12 in blocks of 4).
 POSITIONS_PER_BLOCK = 4
+# Lanes of a vector register (AVX-512) per dtype: the channels form pads its output channels to
+# whole vectors (zero weights, never stored), or the processor does the rest one at a time
+# (RNet's conv 3 -> 28: 30 us per crop with 28 channels, 20 us padded to 32).
+LANES = {"float32": 16, "float64": 8}
 
 
-def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
-    """Per block of POSITIONS_PER_BLOCK output positions along a row: the bias of every output
-    channel, then per input channel one pass over the output channels adding each position's
-    kernel taps in (ky, kx) order (the reference's order; positions do not mix). A row's last
-    block may hang over its end: those positions read the row's last column (any in-bounds
-    value) and are never stored, so one code path serves every block (it compiles faster)."""
+def _block(width: int | None, layer: Conv2D) -> int:
+    """Positions per block for output rows of `width` (None: any width)."""
+    if width is None:
+        return POSITIONS_PER_BLOCK
+    return min((4, 3), key=lambda b: (-(-width // b) * b, -b))
+
+
+def _numba_conv_channels(
+    layer: Conv2D,
+    WT: str,
+    B: str,
+    padded: int,
+    block: int,
+    fuse: _Fused | None,
+    target: ConvTarget,
+) -> list[str]:
+    """Per block of `block` output positions along a row: the bias of every output channel,
+    then per input channel one pass over the output channels adding each position's kernel taps
+    in (ky, kx) order (the reference's order; positions do not mix). A row's last block may
+    hang over its end: those positions read the row's last column (any in-bounds value) and are
+    never stored, so one code path serves every block (it compiles faster). The loops run over
+    `padded` channels (the tables' zero-padded width); only the layer's channels are stored.
+    `fuse`: an activation applied to the block's sums across channels before they are stored
+    (vectorised; in the scalar store loop it cost as much as a pass of its own). Its slope is
+    read before the branch: a read inside it kept the loop scalar (+50 % on PNet's 16 -> 32)."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
-    n_out, block = layer.out_channels, POSITIONS_PER_BLOCK
     width = (block - 1) * sw + kw  # input columns a block reads per kernel row
 
     def column(u: int) -> str:
@@ -305,20 +467,33 @@ def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
             for kx in range(kw)
         )
 
+    activate = (
+        [
+            f"        for p in range({block}):",
+            "            ap = acc[p]",
+            f"            for o in range({padded}):",
+            "                v = ap[o]",
+            *([f"                s = {fuse.slopes}[o]"] if fuse.slopes else []),
+            *("                " + line for line in fuse.lines(target, "v", "s")),
+            "                ap[o] = v",
+        ]
+        if fuse
+        else []
+    )
     return [
-        f"acc = np.empty(({block}, {n_out}), dtype=out.dtype)",
+        f"acc = np.empty(({block}, {padded}), dtype=out.dtype)",
         "last = xp.shape[2] - 1",
         "for y in range(oh):",
         f"    for j0 in range(0, ow, {block}):",
         f"        for p in range({block}):",
-        f"            for o in range({n_out}):",
+        f"            for o in range({padded}):",
         f"                acc[p, o] = {B}[o]",
         f"        for c in range({layer.in_channels}):",
         *(f"            r{ky} = xp[c, {offset_index('y', sh, ky)}]" for ky in range(kh)),
         *(f"            t{ky}_{u} = r{ky}[{column(u)}]" for ky in range(kh) for u in range(width)),
         f"            wc = {WT}[c]",
         *(f"            a{p} = acc[{p}]" for p in range(block)),
-        f"            for o in range({n_out}):",
+        f"            for o in range({padded}):",
         *(
             f"                w{ky}_{kx} = wc[{ky}, {kx}, o]"
             for ky in range(kh)
@@ -329,8 +504,9 @@ def _numba_conv_channels(layer: Conv2D, WT: str, B: str) -> list[str]:
             for p in range(block)
             for line in (f"                a{p}[o] = (a{p}[o]{taps(p)}", "                )")
         ),
+        *activate,
         f"        for p in range(min({block}, ow - j0)):",
-        f"            for o in range({n_out}):",
+        f"            for o in range({layer.out_channels}):",
         "                out[o, y, j0 + p] = acc[p, o]",
     ]
 

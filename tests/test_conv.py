@@ -263,13 +263,22 @@ def test_diff_names_the_changed_output_channels():
     assert diff_conv(net, net, "a", "a", count=5).identical
 
 
-@pytest.mark.slow  # compiles two programs (about 30 s)
+@pytest.mark.slow  # compiles four programs (about 60 s)
 def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
     """The numba table form's variants the random networks above rarely reach: rows form with
     two and four output channels per pass (10 and 12 outputs), the channels form in blocks of
-    positions with a shorter last block (16+ outputs over rows of odd width, stride 2, padding),
-    and a depthwise conv (one channel per pass)."""
-    from templater.conv_lower import _channels_inner, _channels_per_pass
+    positions with a shorter last block (16+ outputs over rows of odd width, stride 2, padding)
+    and with output channels padded to whole vectors (17, 20), blocks of 3 on a fixed-size
+    net's rows of 9, a depthwise conv (one channel per pass), the 1x1 pointwise form, and the
+    activations each form applies as it finishes its sums (PReLU, relu, leaky relu)."""
+    from templater.conv_kernels import conv_target
+    from templater.conv_lower import (
+        _block,
+        _channels_inner,
+        _channels_per_pass,
+        _pointwise,
+        kernels,
+    )
 
     rng = np.random.default_rng(7)
 
@@ -282,16 +291,42 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
         PReLU(rng.normal(0.2, 0.1, 10)),
         conv(12, 10, 2),
         conv(16, 12, 3, stride=2, padding=(1, 0, 1, 2)),
+        PReLU(rng.normal(0.2, 0.1, 16)),
         Pool2D("max", (3, 3), 2, "same_upper"),
         conv(17, 16, 3, padding="same_upper"),
+        Act("relu"),
         conv(17, 17, 3, groups=17),
+        Act("leaky_relu"),
     ]
-    assert [_channels_per_pass(c) for c in trunk if isinstance(c, Conv2D)] == [2, 4, 4, 1, 1]
-    assert [_channels_inner(c, None) for c in trunk if isinstance(c, Conv2D)] == [
-        False, False, True, True, False,
-    ]
-    net = ConvNetwork(3, trunk, [("map", (conv(2, 17, 1),))], size=None)
+    convs = [c for c in trunk if isinstance(c, Conv2D)]
+    assert [_channels_per_pass(c) for c in convs] == [2, 4, 4, 1, 1]
+    assert [_channels_inner(c, None) for c in convs] == [False, False, True, True, False]
+    head = (conv(2, 17, 1), PReLU(rng.normal(0.2, 0.1, 2)))
+    assert _pointwise(head[0])
+    net = ConvNetwork(3, trunk, [("map", head)], size=None)
+    # every activation above is applied by the conv before it: no kernel of its own is called
+    fused = kernels(net, conv_target("numba", "float64"), "table")
+    assert [k.name == "" for k in fused[0]] == [isinstance(x, (PReLU, Act)) for x in trunk]
+    assert [k.name == "" for k in fused[1][0]] == [False, True]
     image = rng.normal(0, 1, (3, 41, 37))
     _same(_program(tmp_path, net, "numba", "table").forward(image), net.forward(image))
     program32 = _program(tmp_path, net, "numba", "table", "float32")
     _same(program32.forward(image), net.forward(image, dtype=np.float32))
+
+    # a fixed-size net: rows of 9 outputs in blocks of 3, 20 channels padded to whole vectors
+    fixed_trunk = [conv(20, 3, 3), PReLU(rng.normal(0.2, 0.1, 20)), conv(24, 20, 3)]
+    flat = 24 * 7 * 7
+    fixed = ConvNetwork(
+        3,
+        fixed_trunk,
+        [("vector", (Flatten("chw"), Dense(rng.normal(0, 0.1, (flat, 3)), np.zeros(3))))],
+        size=(11, 11),
+    )
+    assert [_block(w, fixed_trunk[0]) for w in (9, 7, 22, None)] == [3, 4, 4, 4]
+    images = rng.normal(0, 1, (5, 3, 11, 11))
+    for dtype in ("float64", "float32"):
+        program = _program(tmp_path, fixed, "numba", "table", dtype)
+        got = program.forward_batch(images)["vector"]
+        for n in range(len(images)):
+            ref = fixed.forward(images[n], dtype=np.dtype(dtype).type)["vector"]
+            assert np.array_equal(np.asarray(got[n], dtype=ref.dtype), ref), dtype
