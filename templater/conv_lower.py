@@ -208,13 +208,6 @@ def _conv(
         )
         body += _numba_conv_channels(layer, W + "T", B, padded, _block(width, layer), fuse, target)
         act_tables = fuse.tables(target, padded) if fuse else ()
-    elif layout == "table" and numba and _pointwise(layer):
-        tables = (
-            table_source(W, layer.weights[:, :, 0, 0], target, per_line=8),
-            table_source(B, layer.bias, target, per_line=8),
-        )
-        body += _numba_conv_pointwise(layer, W, B, fuse, target)
-        act_tables = fuse.tables(target, layer.out_channels) if fuse else ()
     elif layout == "table":
         tables = (
             table_source(W, layer.weights, target, per_line=kh * kw),
@@ -369,50 +362,6 @@ def _numba_conv_loops(
                 f"            row{k}[j] = v",
             ]
     return lines
-
-
-# A 1x1 conv with at most this many inputs and fewer than CHANNELS_FORM_MIN_OUT outputs reads
-# every input channel at a position once for all its outputs (PNet's heads, 32 -> 4 and 32 -> 2,
-# over 115 x 155: 158 and 85 us by rows, which store each output row once per input channel).
-POINTWISE_MAX_IN = 64
-
-
-def _pointwise(layer: Conv2D) -> bool:
-    return (
-        layer.kernel == (1, 1)
-        and layer.stride == (1, 1)
-        and layer.groups == 1
-        and layer.padding == (0, 0, 0, 0)
-        and layer.in_channels <= POINTWISE_MAX_IN
-        and layer.out_channels < CHANNELS_FORM_MIN_OUT
-    )
-
-
-def _numba_conv_pointwise(
-    layer: Conv2D, W: str, B: str, fuse: _Fused | None, target: ConvTarget
-) -> list[str]:
-    """Per output channel and output row, one pass along the row: each output the bias plus the
-    input channels' terms in order (the reference's order), vectorised along the row, so each
-    output is stored once (by rows: once per input channel). The output channels loop inside
-    the row, so the row's inputs are read from memory once (from L1 for the other outputs). One
-    output at a time: four at once ran out of registers (5x slower)."""
-    n_in = layer.in_channels
-    return [
-        "for y in range(oh):",
-        *(f"    x{c} = xp[{c}, y]" for c in range(n_in)),
-        f"    for o in range({layer.out_channels}):",
-        f"        b = {B}[o]",
-        *(f"        w{c} = {W}[o, {c}]" for c in range(n_in)),
-        *([f"        s = {fuse.slopes}[o]"] if fuse and fuse.slopes else []),
-        "        row = out[o, y]",
-        "        for j in range(ow):",
-        "            v = (",
-        "                b",
-        *(f"                + w{c} * x{c}[j]" for c in range(n_in)),
-        "            )",
-        *("            " + line for line in (fuse.lines(target, "v", "s") if fuse else [])),
-        "            row[j] = v",
-    ]
 
 
 # Output positions that share each weight the channels form loads (register blocking): the

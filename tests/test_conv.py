@@ -269,16 +269,10 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
     two and four output channels per pass (10 and 12 outputs), the channels form in blocks of
     positions with a shorter last block (16+ outputs over rows of odd width, stride 2, padding)
     and with output channels padded to whole vectors (17, 20), blocks of 3 on a fixed-size
-    net's rows of 9, a depthwise conv (one channel per pass), the 1x1 pointwise form, and the
-    activations each form applies as it finishes its sums (PReLU, relu, leaky relu)."""
+    net's rows of 9, a depthwise conv (one channel per pass), and the activations each form
+    applies as it finishes its sums (PReLU, relu, leaky relu)."""
     from templater.conv_kernels import conv_target
-    from templater.conv_lower import (
-        _block,
-        _channels_inner,
-        _channels_per_pass,
-        _pointwise,
-        kernels,
-    )
+    from templater.conv_lower import _block, _channels_inner, _channels_per_pass, kernels
 
     rng = np.random.default_rng(7)
 
@@ -302,7 +296,6 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
     assert [_channels_per_pass(c) for c in convs] == [2, 4, 4, 1, 1]
     assert [_channels_inner(c, None) for c in convs] == [False, False, True, True, False]
     head = (conv(2, 17, 1), PReLU(rng.normal(0.2, 0.1, 2)))
-    assert _pointwise(head[0])
     net = ConvNetwork(3, trunk, [("map", head)], size=None)
     # every activation above is applied by the conv before it: no kernel of its own is called
     fused = kernels(net, conv_target("numba", "float64"), "table")
