@@ -319,7 +319,7 @@ def activation_lines(
     c = target.const
     act = layer.activation if isinstance(layer, Act) else None
     if name == "prelu":
-        return [f"if {v} > " + c(0.0) + ":", "    pass", "else:", f"    {v} = {slope} * {v}"]
+        return [f"if {v} > {c(0.0)}:", "    pass", "else:", f"    {v} = {slope} * {v}"]
     if name == "identity":
         return []
     if name == "relu":

@@ -77,7 +77,7 @@ def kernels(
         for i, layer in enumerate(layers):
             name = layer_prefix(where, i, prefix)
             if out and out[-1].absorbs_next:
-                out.append(fused_kernel(layer, name))
+                out.append(fused_kernel(layer))
                 continue
             form = choose_layout(layer, layout, target)
             if isinstance(layer, Conv2D):
@@ -101,7 +101,7 @@ def _fusable(layer: Layer | None) -> bool:
     return isinstance(layer, Act) and layer.activation.name in PIECEWISE
 
 
-def fused_kernel(layer: Layer, prefix: str) -> Kernel:
+def fused_kernel(layer: Layer) -> Kernel:
     """The placeholder of an activation the conv before it applies: no function, no call."""
     return Kernel("", (), (), f"{_fused_name(layer)}, applied by the conv before it")
 
@@ -206,7 +206,7 @@ def _conv(
             table_source(W + "T", weights, target, padded),
             table_source(B, np.pad(layer.bias, (0, extra)), target, per_line=8),
         )
-        body += _numba_conv_channels(layer, W + "T", B, padded, _block(width, layer), fuse, target)
+        body += _numba_conv_channels(layer, W + "T", B, padded, _block(width), fuse, target)
         act_tables = fuse.tables(target, padded) if fuse else ()
     elif layout == "table":
         tables = (
@@ -377,7 +377,7 @@ POSITIONS_PER_BLOCK = 4
 LANES = {"float32": 16, "float64": 8}
 
 
-def _block(width: int | None, layer: Conv2D) -> int:
+def _block(width: int | None) -> int:
     """Positions per block for output rows of `width` (None: any width)."""
     if width is None:
         return POSITIONS_PER_BLOCK

@@ -315,7 +315,7 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
         [("vector", (Flatten("chw"), Dense(rng.normal(0, 0.1, (flat, 3)), np.zeros(3))))],
         size=(11, 11),
     )
-    assert [_block(w, fixed_trunk[0]) for w in (9, 7, 22, None)] == [3, 4, 4, 4]
+    assert [_block(w) for w in (9, 7, 22, None)] == [3, 4, 4, 4]
     images = rng.normal(0, 1, (5, 3, 11, 11))
     for dtype in ("float64", "float32"):
         program = _program(tmp_path, fixed, "numba", "table", dtype)
