@@ -12,6 +12,11 @@ Search. Adam (`conv_sgd.adam`) for `steps`; then `rounds` of bootstrapping: scan
 photo at the detector's pyramid, keep its `hard_per_photo` best windows scoring above 0 as new
 non-faces, and search `round_steps` more from where it was.
 
+Ensemble. With `members` K > 1, K nets are searched as above, each from its own seed
+(1000 * seed + k), on the same split, and the detector scores with the mean of their logits (one
+ConvNetwork with grouped convolutions: `own_detector.to_network`). Averaging independent
+searches is meant to steady the score scale from seed to seed.
+
 Threshold. Scan the validation photos (face-free, never trained on) at min_face 24 and take
 the score of the (allowed + 1)-th best box after NMS, allowed = floor(fp_per_megapixel * MP):
 those photos then keep at most `allowed` boxes.
@@ -28,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from templater.data import faces
 from templater.errors import UsageError
-from templater.own_detector import OwnDetector, normalise, scales
+from templater.own_detector import OwnDetector, member_scores, normalise, scales
 from templater.scan import non_max_suppression, pyramid_level
 from templater.search import conv_sgd
 
@@ -63,6 +68,8 @@ class ConvRecipe:
     # training seed. The fixed split (0) leaves the seed only the search's randomness: initial
     # weights, augmentation and mini-batches (chosen by CV at seeds 1 and 2: docs/own-detector.md).
     split_seed: int | None = 0
+    # Nets searched from seeds 1000 * seed + k (k < members) and averaged (their mean logit).
+    members: int = 1
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
@@ -117,10 +124,10 @@ def sampler(data: Windows, batch: int) -> Callable[[np.random.Generator], tuple]
 
 
 def score_map(stack: conv_sgd.ConvStack, params: list, level: np.ndarray) -> np.ndarray:
-    """The fast (im2col, float64) score map of one level, for mining and thresholds."""
+    """The fast (im2col) score map of one level, for mining and thresholds (an ensemble's:
+    the mean of its members' maps)."""
     x = normalise(level).astype(params[0].dtype)[None, None]
-    out, _ = conv_sgd.forward(stack, params, x)
-    return out[0, 0]
+    return member_scores(stack, params, x)[0, 0]
 
 
 def photo_boxes(
@@ -208,15 +215,46 @@ def train(
         return _train(recipe, seed, test_fold, say)
 
 
+def member_seeds(recipe: ConvRecipe, seed: int) -> list[int]:
+    """The search seeds of the members: the seed itself for one net (the recipe before
+    ensembles, bit for bit), else 1000 * seed + k."""
+    if recipe.members < 1:
+        raise UsageError(f"members must be at least 1, got {recipe.members}")
+    return [seed] if recipe.members == 1 else [1000 * seed + k for k in range(recipe.members)]
+
+
 def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[str], None]):
+    stack = recipe.stack()
+    train_ws, val_ws, test_ws = split_sets(recipe, seed, test_fold)
+    params: list[np.ndarray] = []
+    for k, member_seed in enumerate(member_seeds(recipe, seed)):
+        if recipe.members > 1:
+            say(f"member {k + 1} of {recipe.members}: seed {member_seed}")
+        params += _search(recipe, member_seed, train_ws, say)
+    val_photos = faces.training_photo_names(val_ws)
+    threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
+    meta: dict[str, Any] = {
+        "name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
+        "validation_photos": list(val_photos),
+        "training_photos": list(faces.training_photo_names(train_ws)),
+    }
+    if recipe.members > 1:
+        meta["member_seeds"] = member_seeds(recipe, seed)
+    det = OwnDetector(stack, tuple(p.astype(np.float64) for p in params), threshold, meta)
+    metrics = {} if test_ws is None else fold_metrics(det, test_ws)
+    return det, metrics
+
+
+def _search(
+    recipe: ConvRecipe, seed: int, train_ws: faces.WindowSet, say: Callable[[str], None]
+) -> list[np.ndarray]:
+    """One net: Adam from He initialisation, then the bootstrapping rounds (float32)."""
     stack = recipe.stack()
     side = stack.receptive_field()
     rng = np.random.default_rng(seed)
-    train_ws, val_ws, test_ws = split_sets(recipe, seed, test_fold)
     train_ws = faces.augment(train_ws, rng, recipe.augment_copies)
     data = Windows(shrink(train_ws.x, side).astype(np.float32), train_ws.y.astype(np.float64))
     photos = faces.training_photo_names(train_ws)
-    val_photos = faces.training_photo_names(val_ws)
     params = [p.astype(np.float32) for p in conv_sgd.init_params(stack, rng)]
 
     def report(step: int, loss: float) -> None:
@@ -237,20 +275,14 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
             stack, params, sampler(data, recipe.batch), recipe.round_steps, rng,
             recipe.lr / 2, recipe.decay, report, recipe.average_last if last else 0,
         )
-    threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
-    meta = {"name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
-            "validation_photos": list(val_photos), "training_photos": list(photos)}
-    det = OwnDetector(stack, tuple(p.astype(np.float64) for p in params), threshold, meta)
-    metrics = {} if test_ws is None else fold_metrics(det, test_ws)
-    return det, metrics
+    return params
 
 
 def fold_metrics(det: OwnDetector, test: faces.WindowSet) -> dict[str, Any]:
     """Test-fold lfw faces above the threshold, and boxes on the test fold's photos."""
     stack, params = det.stack, list(det.params)
     face_x = shrink(test.x[test.kind == faces.KINDS.index("face")], det.window)
-    face_scores, _ = conv_sgd.forward(stack, params, normalise(face_x))
-    face_scores = face_scores[:, 0, 0, 0]
+    face_scores = member_scores(stack, params, normalise(face_x))[:, 0, 0, 0]
     photos = faces.training_photo_names(test)
     megapixels = sum(faces.photo(n).size for n in photos) / 1e6
     box_scores = np.sort(

@@ -46,3 +46,23 @@ def test_training_is_deterministic_per_seed():
     assert first.threshold == again.threshold
     for a, b in zip(first.params, again.params, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_member_seeds():
+    assert own_train.member_seeds(own_train.ConvRecipe(), 4) == [4]
+    assert own_train.member_seeds(own_train.ConvRecipe(members=3), 2) == [2000, 2001, 2002]
+    with pytest.raises(Exception, match="members"):
+        own_train.member_seeds(own_train.ConvRecipe(members=0), 0)
+
+
+@pytest.mark.slow
+def test_ensemble_training_honours_members():
+    one = own_train.ConvRecipe(steps=20, rounds=1, round_steps=10, augment_copies=1)
+    members = [own_train.train(one, s)[0] for s in (5000, 5001)]
+    ens, _ = own_train.train(own_train.ConvRecipe(**{**one.__dict__, "members": 2}), 5)
+    assert ens.members == 2 and ens.metadata["member_seeds"] == [5000, 5001]
+    # each member is the net its own seed searches alone (same split: split_seed 0)
+    for k, m in enumerate(members):
+        for a, b in zip(ens.params[k * 11 : (k + 1) * 11], m.params, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert np.isfinite(ens.threshold)
