@@ -36,6 +36,8 @@ CANDIDATES = {
     # w18r5fixed searched three times (seeds 1000 * seed + k, k < 3, the same split) and scored
     # by the mean of the three logits: one ConvNetwork with grouped convolutions.
     "ens3": ConvRecipe(rounds=5, split_seed=0, members=3),
+    # ens3 with its threshold at half a box per megapixel of the validation photos.
+    "ens3h": ConvRecipe(rounds=5, split_seed=0, members=3, fp_per_megapixel=0.5),
 }
 
 

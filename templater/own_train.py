@@ -41,6 +41,8 @@ MINE_MIN_FACE = 24
 MAX_MINE_MIN_FACE_LEVELS = 16
 # Windows per photo that thresholds and test boxes are taken from (see photo_boxes).
 TOP_CANDIDATES = 1500
+# Best box scores a cross-validation fold records (validation and test photos), and its faces'.
+KEPT_SCORES = 100
 
 
 @dataclass(frozen=True)
@@ -173,17 +175,28 @@ def mine(
     return np.concatenate(out)[:, None] if out else np.zeros((0, 1, window, window))
 
 
+def photo_scores(
+    stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...]
+) -> tuple[np.ndarray, float]:
+    """The scores of every box after NMS on `photos`, best first, and their megapixels."""
+    megapixels = sum(faces.photo(n).size for n in photos) / 1e6
+    scores = np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
+    return np.sort(scores)[::-1], megapixels
+
+
+def budget_threshold(scores: np.ndarray, megapixels: float, budget: float) -> float:
+    """The score of the (allowed + 1)-th best box, allowed = floor(budget * megapixels): the
+    photos then keep at most `allowed` boxes (greedy NMS keeps, above any t, the boxes it keeps
+    from a lower floor, so one scan serves every t)."""
+    allowed = int(budget * megapixels)
+    return float(scores[allowed]) if allowed < len(scores) else -5.0
+
+
 def photo_threshold(
     stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...], budget: float
 ) -> float:
-    """The score of the (allowed + 1)-th best box on `photos` (greedy NMS keeps, above any t,
-    the boxes it keeps from a lower floor, so one scan serves every t)."""
-    megapixels = sum(faces.photo(n).size for n in photos) / 1e6
-    allowed = int(budget * megapixels)
-    scores = np.sort(
-        np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
-    )[::-1]
-    return float(scores[allowed]) if allowed < len(scores) else -5.0
+    """The threshold that leaves at most floor(budget * MP) boxes on `photos`."""
+    return budget_threshold(*photo_scores(stack, params, photos), budget)
 
 
 def split_sets(recipe: ConvRecipe, seed: int, test_fold: int | None):
@@ -232,7 +245,8 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
             say(f"member {k + 1} of {recipe.members}: seed {member_seed}")
         params += _search(recipe, member_seed, train_ws, say)
     val_photos = faces.training_photo_names(val_ws)
-    threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
+    val_scores, val_mp = photo_scores(stack, params, val_photos)
+    threshold = budget_threshold(val_scores, val_mp, recipe.fp_per_megapixel)
     meta: dict[str, Any] = {
         "name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
         "validation_photos": list(val_photos),
@@ -242,6 +256,9 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
         meta["member_seeds"] = member_seeds(recipe, seed)
     det = OwnDetector(stack, tuple(p.astype(np.float64) for p in params), threshold, meta)
     metrics = {} if test_ws is None else fold_metrics(det, test_ws)
+    if metrics:  # the best scores, so a CV run can be read at other box budgets afterwards
+        metrics["validation_megapixels"] = val_mp
+        metrics["validation_box_scores"] = [float(v) for v in val_scores[:KEPT_SCORES]]
     return det, metrics
 
 
@@ -289,13 +306,17 @@ def fold_metrics(det: OwnDetector, test: faces.WindowSet) -> dict[str, Any]:
         np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
     )[::-1]
     at_one = box_scores[int(megapixels)] if int(megapixels) < len(box_scores) else -5.0
-    return {
+    metrics: dict[str, Any] = {
         "faces": int(face_scores.size),
         "faces_found": int(np.sum(face_scores > det.threshold)),
         "megapixels": megapixels,
         "boxes": int(np.sum(box_scores > det.threshold)),
         "faces_found_at_1_box_per_megapixel": int(np.sum(face_scores > at_one)),
+        "threshold": float(det.threshold),
+        "face_scores": [float(v) for v in np.sort(face_scores)[::-1]],
+        "test_box_scores": [float(v) for v in box_scores[:KEPT_SCORES]],
     }
+    return metrics
 
 
 def cross_validate(
@@ -308,7 +329,8 @@ def cross_validate(
         folds.append(m)
         if progress:
             progress(f"fold {k}: {m}")
-    total = {key: sum(f[key] for f in folds) for key in folds[0]}
+    counts = ("faces", "faces_found", "megapixels", "boxes", "faces_found_at_1_box_per_megapixel")
+    total = {key: sum(f[key] for f in folds) for key in counts}
     return {"folds": folds, "total": total}
 
 

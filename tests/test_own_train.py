@@ -29,6 +29,12 @@ def test_tiny_training_run(tmp_path):
     assert any("hard negatives" in m for m in messages)
     assert np.isfinite(det.threshold)
     assert metrics["faces"] > 0 and 0 <= metrics["faces_found"] <= metrics["faces"]
+    # the recorded scores give the threshold and the counts again (for other budgets later)
+    val = np.array(metrics["validation_box_scores"])
+    assert own_train.budget_threshold(
+        val, metrics["validation_megapixels"], recipe.fp_per_megapixel
+    ) == det.threshold
+    assert sum(f > det.threshold for f in metrics["face_scores"]) == metrics["faces_found"]
     own_train.write_outputs(det, tmp_path / "out", targets=())
     back = load(tmp_path / "out" / "model.npz")
     assert back.threshold == det.threshold
@@ -66,3 +72,10 @@ def test_ensemble_training_honours_members():
         for a, b in zip(ens.params[k * 11 : (k + 1) * 11], m.params, strict=True):
             np.testing.assert_array_equal(a, b)
     assert np.isfinite(ens.threshold)
+
+
+def test_budget_threshold_leaves_the_allowed_boxes():
+    scores = np.array([5.0, 4.0, 3.0, 2.0])
+    assert own_train.budget_threshold(scores, 2.5, 1.0) == 3.0  # 2 allowed: 5 and 4 stay above
+    assert own_train.budget_threshold(scores, 2.5, 0.2) == 5.0  # none allowed
+    assert own_train.budget_threshold(scores, 10.0, 1.0) == -5.0  # fewer boxes than allowed
