@@ -23,7 +23,9 @@ def test_sampler_balances_the_classes():
 
 @pytest.mark.slow
 def test_tiny_training_run(tmp_path):
-    recipe = own_train.ConvRecipe(steps=30, rounds=1, round_steps=10, augment_copies=2)
+    recipe = own_train.ConvRecipe(
+        steps=30, rounds=1, round_steps=10, augment_copies=2, members=1
+    )
     messages = []
     det, metrics = own_train.train(recipe, 0, test_fold=0, progress=messages.append)
     assert any("hard negatives" in m for m in messages)
@@ -45,7 +47,7 @@ def test_tiny_training_run(tmp_path):
 @pytest.mark.slow
 def test_training_is_deterministic_per_seed():
     recipe = own_train.ConvRecipe(
-        steps=20, rounds=1, round_steps=10, augment_copies=1, average_last=5
+        steps=20, rounds=1, round_steps=10, augment_copies=1, average_last=5, members=2
     )
     first, _ = own_train.train(recipe, 3)
     again, _ = own_train.train(recipe, 3)
@@ -55,7 +57,8 @@ def test_training_is_deterministic_per_seed():
 
 
 def test_member_seeds():
-    assert own_train.member_seeds(own_train.ConvRecipe(), 4) == [4]
+    assert own_train.member_seeds(own_train.ConvRecipe(members=1), 4) == [4]
+    assert own_train.ConvRecipe().members == 3  # the shipped recipe (ens3h)
     assert own_train.member_seeds(own_train.ConvRecipe(members=3), 2) == [2000, 2001, 2002]
     with pytest.raises(Exception, match="members"):
         own_train.member_seeds(own_train.ConvRecipe(members=0), 0)
@@ -63,7 +66,7 @@ def test_member_seeds():
 
 @pytest.mark.slow
 def test_ensemble_training_honours_members():
-    one = own_train.ConvRecipe(steps=20, rounds=1, round_steps=10, augment_copies=1)
+    one = own_train.ConvRecipe(steps=20, rounds=1, round_steps=10, augment_copies=1, members=1)
     members = [own_train.train(one, s)[0] for s in (5000, 5001)]
     ens, _ = own_train.train(own_train.ConvRecipe(**{**one.__dict__, "members": 2}), 5)
     assert ens.members == 2 and ens.metadata["member_seeds"] == [5000, 5001]
