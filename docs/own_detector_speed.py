@@ -1,9 +1,14 @@
 """Where find_faces spends its time on the astronaut: pyramid levels vs the compiled forward.
 
-    PYTHONPATH=. OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python docs/own_detector_speed.py
+    PYTHONPATH=. OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python docs/own_detector_speed.py [DIR]
+
+DIR: a folder with model.npz and own_numba.py (a `templater train-conv` output); default
+generated/own.
 """
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -16,8 +21,9 @@ REPEATS = 3
 
 
 def main() -> None:
-    det = od.load(od.GENERATED / "model.npz")
-    program = import_program(od.GENERATED / "own_numba.py")
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else od.GENERATED
+    det = od.load(folder / "model.npz")
+    program = import_program(folder / "own_numba.py")
     img = photo("astronaut")
     program.forward(np.zeros((1, 30, 30), np.float32))  # compile outside the timing
     pyramid = forward = 0.0

@@ -19,8 +19,15 @@ gives the same bits). A cell scoring above the threshold (strictly) becomes the 
 candidates are listed level by level, row-major; then `templater.scan.non_max_suppression`
 (IoU > 0.3 drops the weaker box). The result is an (n, 4) float64 array, best first.
 
+Ensembles. A detector may hold K members (nets of the same template, searched from different
+seeds) whose score is the mean of their logits. That is still one ConvNetwork: the members'
+first convolutions side by side, the later ones grouped (groups=K, each member reading only its
+own channels), and one 1x1 head over all K * C channels with weights / K and the mean bias. So
+the compiled program stays one file and the threshold applies to the mean.
+
 Model file. Until ConvNetwork has its own file format this module saves the trained net with
-numpy's .npz (no pickle): the template's integers, every parameter array, and the threshold.
+numpy's .npz (no pickle): the template's integers, every parameter array (member after member),
+the number of members, and the threshold.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class OwnDetector:
     @property
     def stride(self) -> int:
         return self.stack.stride()
+
+    @property
+    def members(self) -> int:
+        return member_count(self.stack, len(self.params))
 
     def network(self) -> ConvNetwork:
         return to_network(self.stack, list(self.params), self.metadata.get("name", "own"))
@@ -143,19 +154,55 @@ def as_gray(image: Any) -> np.ndarray:
     return check_image(arr)
 
 
+def member_count(stack: ConvStack, n_params: int) -> int:
+    """How many members `n_params` arrays hold (each member: 3 per hidden layer, 2 for the head)."""
+    per = 3 * len(stack.channels) + 2
+    if n_params < per or n_params % per:
+        raise MalformedModelError(f"{n_params} arrays do not fit the template ({per} per member)")
+    return n_params // per
+
+
+def split_members(stack: ConvStack, params: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The flat parameter list (member after member) as one list per member."""
+    per = 3 * len(stack.channels) + 2
+    return [list(params[k * per : (k + 1) * per]) for k in range(member_count(stack, len(params)))]
+
+
 def to_network(stack: ConvStack, params: list[np.ndarray], name: str = "own") -> ConvNetwork:
-    """The trained stack as a ConvNetwork, the input normalisation folded into conv 0."""
+    """The trained stack as a ConvNetwork, the input normalisation folded into conv 0; K members
+    side by side (conv 0 concatenated, later convs grouped, the head averaging their logits)."""
+    nets = split_members(stack, params)
+    k = len(nets)
     trunk: list[Any] = []
     for i, pool in enumerate(stack.pools):
-        w, b, a = params[3 * i : 3 * i + 3]
+        w = np.concatenate([m[3 * i] for m in nets])
+        b = np.concatenate([m[3 * i + 1] for m in nets])
+        a = np.concatenate([m[3 * i + 2] for m in nets])
         if i == 0:  # conv((x - c) / s) = conv'(x): w' = w / s, b' = b - (c / s) * sum(w)
             b = b - (INPUT_CENTRE / INPUT_SCALE) * w.sum(axis=(1, 2, 3))
             w = w / INPUT_SCALE
-        trunk += [Conv2D(w, b, name=f"conv{i}"), PReLU(a, name=f"prelu{i}")]
+        groups = 1 if i == 0 else k  # conv 0 reads the one input channel for every member
+        trunk += [Conv2D(w, b, groups=groups, name=f"conv{i}"), PReLU(a, name=f"prelu{i}")]
         if pool:
             trunk.append(Pool2D("max", (2, 2), name=f"pool{i}"))
-    head = Conv2D(params[-2], params[-1], name="score")
+    if k == 1:  # one net: its head as trained (no division, the same bits as before ensembles)
+        w_head, b_head = nets[0][-2], nets[0][-1]
+    else:  # the mean of the members' logits: sum over all channels of w / K, plus the mean bias
+        w_head = np.concatenate([m[-2] for m in nets], axis=1) / k
+        b_head = np.mean([m[-1] for m in nets], axis=0)
+    head = Conv2D(w_head, b_head, name="score")
     return ConvNetwork(1, tuple(trunk), ((HEAD, (head,)),), name=name)
+
+
+def member_scores(stack: ConvStack, params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Score maps (N, 1, OH, OW) of normalised inputs by the fast (im2col) training forward: the
+    mean of the members' logits (one member: its own map, untouched)."""
+    from templater.search import conv_sgd
+
+    nets = split_members(stack, params)
+    if len(nets) == 1:
+        return conv_sgd.forward(stack, nets[0], x)[0]
+    return np.mean([conv_sgd.forward(stack, m, x)[0] for m in nets], axis=0)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -177,6 +224,7 @@ def save(det: OwnDetector, path: str | os.PathLike) -> None:
         "kernels": list(det.stack.kernels),
         "pools": [bool(p) for p in det.stack.pools],
         "head_kernel": det.stack.head_kernel,
+        "members": det.members,
         "threshold": float(det.threshold),
         "metadata": det.metadata,
     }
@@ -205,7 +253,8 @@ def load(path: str | os.PathLike = GENERATED / "model.npz") -> OwnDetector:
         threshold = float(header["threshold"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedModelError(f"{path}: bad header ({exc})") from None
-    if len(params) != 3 * len(stack.channels) + 2:
+    members = int(header.get("members", 1))  # files before ensembles hold one net
+    if len(params) != members * (3 * len(stack.channels) + 2):
         raise MalformedModelError(f"{path}: {len(params)} arrays do not fit the template")
     det = OwnDetector(stack, tuple(params), threshold, dict(header.get("metadata") or {}))
     det.network()  # checks every shape

@@ -12,6 +12,11 @@ Search. Adam (`conv_sgd.adam`) for `steps`; then `rounds` of bootstrapping: scan
 photo at the detector's pyramid, keep its `hard_per_photo` best windows scoring above 0 as new
 non-faces, and search `round_steps` more from where it was.
 
+Ensemble. With `members` K > 1, K nets are searched as above, each from its own seed
+(1000 * seed + k), on the same split, and the detector scores with the mean of their logits (one
+ConvNetwork with grouped convolutions: `own_detector.to_network`). Averaging independent
+searches is meant to steady the score scale from seed to seed.
+
 Threshold. Scan the validation photos (face-free, never trained on) at min_face 24 and take
 the score of the (allowed + 1)-th best box after NMS, allowed = floor(fp_per_megapixel * MP):
 those photos then keep at most `allowed` boxes.
@@ -28,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from templater.data import faces
 from templater.errors import UsageError
-from templater.own_detector import OwnDetector, normalise, scales
+from templater.own_detector import OwnDetector, member_scores, normalise, scales
 from templater.scan import non_max_suppression, pyramid_level
 from templater.search import conv_sgd
 
@@ -36,6 +41,8 @@ MINE_MIN_FACE = 24
 MAX_MINE_MIN_FACE_LEVELS = 16
 # Windows per photo that thresholds and test boxes are taken from (see photo_boxes).
 TOP_CANDIDATES = 1500
+# Best box scores a cross-validation fold records (validation and test photos), and its faces'.
+KEPT_SCORES = 100
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class ConvRecipe:
     augment_copies: int = 20
     photo_windows: int = 150
     hard_per_photo: int = 300
-    fp_per_megapixel: float = 1.0
+    fp_per_megapixel: float = 0.5
     folds: int = 5
     validation_photo_folds: int = 1
     # Polyak averaging: the last round's result is the mean of its last `average_last` weights.
@@ -63,6 +70,9 @@ class ConvRecipe:
     # training seed. The fixed split (0) leaves the seed only the search's randomness: initial
     # weights, augmentation and mini-batches (chosen by CV at seeds 1 and 2: docs/own-detector.md).
     split_seed: int | None = 0
+    # Nets searched from seeds 1000 * seed + k (k < members) and averaged (their mean logit).
+    # 3 members with half a box per MP (ens3h) won by CV at seeds 0 and 1 (docs/own-detector.md).
+    members: int = 3
 
     def stack(self) -> conv_sgd.ConvStack:
         return conv_sgd.ConvStack(self.channels, self.kernels, self.pools, 1)
@@ -117,10 +127,10 @@ def sampler(data: Windows, batch: int) -> Callable[[np.random.Generator], tuple]
 
 
 def score_map(stack: conv_sgd.ConvStack, params: list, level: np.ndarray) -> np.ndarray:
-    """The fast (im2col, float64) score map of one level, for mining and thresholds."""
+    """The fast (im2col) score map of one level, for mining and thresholds (an ensemble's:
+    the mean of its members' maps)."""
     x = normalise(level).astype(params[0].dtype)[None, None]
-    out, _ = conv_sgd.forward(stack, params, x)
-    return out[0, 0]
+    return member_scores(stack, params, x)[0, 0]
 
 
 def photo_boxes(
@@ -166,17 +176,28 @@ def mine(
     return np.concatenate(out)[:, None] if out else np.zeros((0, 1, window, window))
 
 
+def photo_scores(
+    stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...]
+) -> tuple[np.ndarray, float]:
+    """The scores of every box after NMS on `photos`, best first, and their megapixels."""
+    megapixels = sum(faces.photo(n).size for n in photos) / 1e6
+    scores = np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
+    return np.sort(scores)[::-1], megapixels
+
+
+def budget_threshold(scores: np.ndarray, megapixels: float, budget: float) -> float:
+    """The score of the (allowed + 1)-th best box, allowed = floor(budget * megapixels): the
+    photos then keep at most `allowed` boxes (greedy NMS keeps, above any t, the boxes it keeps
+    from a lower floor, so one scan serves every t)."""
+    allowed = int(budget * megapixels)
+    return float(scores[allowed]) if allowed < len(scores) else -5.0
+
+
 def photo_threshold(
     stack: conv_sgd.ConvStack, params: list, photos: tuple[str, ...], budget: float
 ) -> float:
-    """The score of the (allowed + 1)-th best box on `photos` (greedy NMS keeps, above any t,
-    the boxes it keeps from a lower floor, so one scan serves every t)."""
-    megapixels = sum(faces.photo(n).size for n in photos) / 1e6
-    allowed = int(budget * megapixels)
-    scores = np.sort(
-        np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
-    )[::-1]
-    return float(scores[allowed]) if allowed < len(scores) else -5.0
+    """The threshold that leaves at most floor(budget * MP) boxes on `photos`."""
+    return budget_threshold(*photo_scores(stack, params, photos), budget)
 
 
 def split_sets(recipe: ConvRecipe, seed: int, test_fold: int | None):
@@ -208,15 +229,50 @@ def train(
         return _train(recipe, seed, test_fold, say)
 
 
+def member_seeds(recipe: ConvRecipe, seed: int) -> list[int]:
+    """The search seeds of the members: the seed itself for one net (the recipe before
+    ensembles, bit for bit), else 1000 * seed + k."""
+    if recipe.members < 1:
+        raise UsageError(f"members must be at least 1, got {recipe.members}")
+    return [seed] if recipe.members == 1 else [1000 * seed + k for k in range(recipe.members)]
+
+
 def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[str], None]):
+    stack = recipe.stack()
+    train_ws, val_ws, test_ws = split_sets(recipe, seed, test_fold)
+    params: list[np.ndarray] = []
+    for k, member_seed in enumerate(member_seeds(recipe, seed)):
+        if recipe.members > 1:
+            say(f"member {k + 1} of {recipe.members}: seed {member_seed}")
+        params += _search(recipe, member_seed, train_ws, say)
+    val_photos = faces.training_photo_names(val_ws)
+    val_scores, val_mp = photo_scores(stack, params, val_photos)
+    threshold = budget_threshold(val_scores, val_mp, recipe.fp_per_megapixel)
+    meta: dict[str, Any] = {
+        "name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
+        "validation_photos": list(val_photos),
+        "training_photos": list(faces.training_photo_names(train_ws)),
+    }
+    if recipe.members > 1:
+        meta["member_seeds"] = member_seeds(recipe, seed)
+    det = OwnDetector(stack, tuple(p.astype(np.float64) for p in params), threshold, meta)
+    metrics = {} if test_ws is None else fold_metrics(det, test_ws)
+    if metrics:  # the best scores, so a CV run can be read at other box budgets afterwards
+        metrics["validation_megapixels"] = val_mp
+        metrics["validation_box_scores"] = [float(v) for v in val_scores[:KEPT_SCORES]]
+    return det, metrics
+
+
+def _search(
+    recipe: ConvRecipe, seed: int, train_ws: faces.WindowSet, say: Callable[[str], None]
+) -> list[np.ndarray]:
+    """One net: Adam from He initialisation, then the bootstrapping rounds (float32)."""
     stack = recipe.stack()
     side = stack.receptive_field()
     rng = np.random.default_rng(seed)
-    train_ws, val_ws, test_ws = split_sets(recipe, seed, test_fold)
     train_ws = faces.augment(train_ws, rng, recipe.augment_copies)
     data = Windows(shrink(train_ws.x, side).astype(np.float32), train_ws.y.astype(np.float64))
     photos = faces.training_photo_names(train_ws)
-    val_photos = faces.training_photo_names(val_ws)
     params = [p.astype(np.float32) for p in conv_sgd.init_params(stack, rng)]
 
     def report(step: int, loss: float) -> None:
@@ -237,33 +293,31 @@ def _train(recipe: ConvRecipe, seed: int, test_fold: int | None, say: Callable[[
             stack, params, sampler(data, recipe.batch), recipe.round_steps, rng,
             recipe.lr / 2, recipe.decay, report, recipe.average_last if last else 0,
         )
-    threshold = photo_threshold(stack, params, val_photos, recipe.fp_per_megapixel)
-    meta = {"name": f"own-seed{seed}", "seed": seed, "recipe": asdict(recipe),
-            "validation_photos": list(val_photos), "training_photos": list(photos)}
-    det = OwnDetector(stack, tuple(p.astype(np.float64) for p in params), threshold, meta)
-    metrics = {} if test_ws is None else fold_metrics(det, test_ws)
-    return det, metrics
+    return params
 
 
 def fold_metrics(det: OwnDetector, test: faces.WindowSet) -> dict[str, Any]:
     """Test-fold lfw faces above the threshold, and boxes on the test fold's photos."""
     stack, params = det.stack, list(det.params)
     face_x = shrink(test.x[test.kind == faces.KINDS.index("face")], det.window)
-    face_scores, _ = conv_sgd.forward(stack, params, normalise(face_x))
-    face_scores = face_scores[:, 0, 0, 0]
+    face_scores = member_scores(stack, params, normalise(face_x))[:, 0, 0, 0]
     photos = faces.training_photo_names(test)
     megapixels = sum(faces.photo(n).size for n in photos) / 1e6
     box_scores = np.sort(
         np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
     )[::-1]
     at_one = box_scores[int(megapixels)] if int(megapixels) < len(box_scores) else -5.0
-    return {
+    metrics: dict[str, Any] = {
         "faces": int(face_scores.size),
         "faces_found": int(np.sum(face_scores > det.threshold)),
         "megapixels": megapixels,
         "boxes": int(np.sum(box_scores > det.threshold)),
         "faces_found_at_1_box_per_megapixel": int(np.sum(face_scores > at_one)),
+        "threshold": float(det.threshold),
+        "face_scores": [float(v) for v in np.sort(face_scores)[::-1]],
+        "test_box_scores": [float(v) for v in box_scores[:KEPT_SCORES]],
     }
+    return metrics
 
 
 def cross_validate(
@@ -276,7 +330,8 @@ def cross_validate(
         folds.append(m)
         if progress:
             progress(f"fold {k}: {m}")
-    total = {key: sum(f[key] for f in folds) for key in folds[0]}
+    counts = ("faces", "faces_found", "megapixels", "boxes", "faces_found_at_1_box_per_megapixel")
+    total = {key: sum(f[key] for f in folds) for key in counts}
     return {"folds": folds, "total": total}
 
 

@@ -109,3 +109,59 @@ def test_committed_program_is_the_committed_model_compiled():
     det = load(own_detector.GENERATED / "model.npz")
     source = compile_conv(det.network(), "numba", dtype="float32", provenance=provenance(det))
     assert (own_detector.GENERATED / "own_numba.py").read_text() == source
+
+
+def _ensemble(k=3, threshold=0.0):
+    members = [_detector(10 + i) for i in range(k)]
+    params = tuple(p for m in members for p in m.params)
+    return members, OwnDetector(STACK, params, threshold, {"name": "ens"})
+
+
+def test_ensemble_network_scores_the_mean_of_its_members():
+    members, ens = _ensemble(3)
+    assert ens.members == 3 and all(m.members == 1 for m in members)
+    net = ens.network()
+    assert [layer.groups for layer in net.trunk if hasattr(layer, "groups")] == [1, 3, 3]
+    x = np.random.default_rng(6).random((2, 1, 34, 30))
+    got = net.forward(x)["face"]
+    want = np.mean([m.network().forward(x)["face"] for m in members], axis=0)
+    # float64, different summation order (one head sum over 3 * 8 channels): rounding only
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert np.ptp(want) > 0.1  # the members differ, so a wrong grouping would show
+    fast = own_detector.member_scores(STACK, list(ens.params), own_detector.normalise(x))
+    np.testing.assert_allclose(fast, want, rtol=1e-9, atol=1e-9)
+
+
+def test_one_member_network_is_the_plain_net():
+    det = _detector(7)
+    a, b = det.network(), own_detector.to_network(STACK, list(det.params))
+    assert convnet_digest(a) == convnet_digest(b)
+    assert all(getattr(layer, "groups", 1) == 1 for layer in a.trunk)
+    x = np.random.default_rng(8).random((1, 1, 22, 22))
+    trained = conv_sgd.forward(STACK, list(det.params), own_detector.normalise(x))[0]
+    np.testing.assert_array_equal(own_detector.member_scores(STACK, list(det.params),
+                                                             own_detector.normalise(x)), trained)
+
+
+def test_ensemble_model_file_round_trip_and_bad_counts(tmp_path):
+    _, ens = _ensemble(2, threshold=0.5)
+    save(ens, tmp_path / "e.npz")
+    back = load(tmp_path / "e.npz")
+    assert back.members == 2
+    assert convnet_digest(back.network()) == convnet_digest(ens.network())
+    with pytest.raises(MalformedModelError):
+        OwnDetector(STACK, ens.params[:-1], 0.0).network()
+
+
+@pytest.mark.slow
+def test_compiled_ensemble_equals_the_reference(tmp_path):
+    from templater.conv_compiler import compile_conv
+    from templater.programs import import_program
+
+    _, ens = _ensemble(3)
+    net = ens.network()
+    path = tmp_path / "own_ens_numba.py"
+    path.write_text(compile_conv(net, "numba", dtype="float32"))
+    program = import_program(path)
+    x = np.random.default_rng(9).random((1, 45, 39))
+    np.testing.assert_array_equal(program.forward(x)["face"], net.forward(x, np.float32)["face"])
