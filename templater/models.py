@@ -12,8 +12,9 @@ MODEL_SUFFIXES = (".npz", ".onnx")
 
 
 def load_model(path: str | os.PathLike) -> Network:
-    """A model file by suffix (.npz: templater's own format; .onnx: imported); anything else,
-    a program included, is refused with a message that says what was expected."""
+    """A model file by suffix (.npz: templater's own format, or the own face detector's file,
+    read as its one ConvNetwork; .onnx: imported); anything else, a program included, is refused
+    with a message that says what was expected."""
     from templater.importers import load_any
 
     path = Path(path)
@@ -26,4 +27,20 @@ def load_model(path: str | os.PathLike) -> Network:
             f"{path}: neither a model file (.npz, .onnx) nor a generated program (.py); "
             f"found suffix {path.suffix!r}"
         )
+    if path.suffix.lower() == ".npz" and _is_own_detector(path):
+        from templater.own_detector import load as load_own_detector
+
+        return load_own_detector(path).network()
     return load_any(path)
+
+
+def _is_own_detector(path: Path) -> bool:
+    """Whether an .npz is the own detector's file (templater.own_detector.save: a JSON text
+    header; templater's model files hold theirs as bytes)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "header" in data.files and data["header"].dtype.kind == "U"
+    except (OSError, ValueError):
+        return False  # load_any says what is wrong with it

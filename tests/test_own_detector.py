@@ -165,3 +165,30 @@ def test_compiled_ensemble_equals_the_reference(tmp_path):
     program = import_program(path)
     x = np.random.default_rng(9).random((1, 45, 39))
     np.testing.assert_array_equal(program.forward(x)["face"], net.forward(x, np.float32)["face"])
+
+
+@pytest.mark.slow  # compiles the committed program (about 10 s)
+def test_templater_verify_reads_the_own_model_file_and_passes_the_committed_program(tmp_path):
+    """`templater verify generated/own/model.npz generated/own/own_numba.py`: the model file is
+    read as its one ConvNetwork, and a program from a changed model is caught."""
+    from click.testing import CliRunner
+
+    from templater.cli import main
+    from templater.conv_compiler import compile_conv
+    from templater.models import load_model
+
+    model = own_detector.GENERATED / "model.npz"
+    assert convnet_digest(load_model(model)) == convnet_digest(load(model).network())
+    args = ["verify", str(model), str(own_detector.GENERATED / "own_numba.py"), "--count", "20"]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 0, run.output
+    assert "OK: the program agrees with the reference" in run.output
+
+    det = load(model)
+    changed = list(det.params)
+    changed[-1] = changed[-1] + 0.5  # a member's head bias: every score moves
+    other = OwnDetector(det.stack, tuple(changed), det.threshold, det.metadata)
+    program = tmp_path / "changed_numba.py"
+    program.write_text(compile_conv(other.network(), "numba", dtype="float32"), encoding="utf-8")
+    run = CliRunner().invoke(main, ["verify", str(model), str(program), "--count", "20"])
+    assert run.exit_code == 1, run.output
