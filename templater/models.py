@@ -36,11 +36,14 @@ def load_model(path: str | os.PathLike) -> Network:
 
 def _is_own_detector(path: Path) -> bool:
     """Whether an .npz is the own detector's file (templater.own_detector.save: a JSON text
-    header; templater's model files hold theirs as bytes)."""
+    header; templater's model files hold theirs as bytes). Anything unreadable: False, and
+    load_any says what is wrong with it."""
+    import zipfile
+
     import numpy as np
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return "header" in data.files and data["header"].dtype.kind == "U"
-    except (OSError, ValueError):
-        return False  # load_any says what is wrong with it
+        with zipfile.ZipFile(path) as archive, archive.open("header.npy") as member:
+            return np.load(member, allow_pickle=False).dtype.kind == "U"
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        return False
