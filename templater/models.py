@@ -27,23 +27,9 @@ def load_model(path: str | os.PathLike) -> Network:
             f"{path}: neither a model file (.npz, .onnx) nor a generated program (.py); "
             f"found suffix {path.suffix!r}"
         )
-    if path.suffix.lower() == ".npz" and _is_own_detector(path):
-        from templater.own_detector import load as load_own_detector
+    if path.suffix.lower() == ".npz":
+        from templater import own_detector
 
-        return load_own_detector(path).network()
+        if own_detector.is_model_file(path):
+            return own_detector.load(path).network()
     return load_any(path)
-
-
-def _is_own_detector(path: Path) -> bool:
-    """Whether an .npz is the own detector's file (templater.own_detector.save: a JSON text
-    header; templater's model files hold theirs as bytes). Anything unreadable: False, and
-    load_any says what is wrong with it."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open("header.npy") as member:
-            return np.load(member, allow_pickle=False).dtype.kind == "U"
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
-        return False

@@ -233,6 +233,19 @@ def save(det: OwnDetector, path: str | os.PathLike) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file `save` wrote (its JSON header names FORMAT); anything unreadable
+    is not (templater's other .npz model files hold their headers as bytes)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("header.npy") as member:
+            header = np.load(member, allow_pickle=False)
+            return header.dtype.kind == "U" and json.loads(str(header)).get("format") == FORMAT
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, AttributeError):
+        return False
+
+
 def load(path: str | os.PathLike = GENERATED / "model.npz") -> OwnDetector:
     """Read a detector written by `save` (allow_pickle=False; shapes checked by to_network)."""
     try:

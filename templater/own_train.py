@@ -301,13 +301,9 @@ def fold_metrics(det: OwnDetector, test: faces.WindowSet) -> dict[str, Any]:
     stack, params = det.stack, list(det.params)
     face_x = shrink(test.x[test.kind == faces.KINDS.index("face")], det.window)
     face_scores = member_scores(stack, params, normalise(face_x))[:, 0, 0, 0]
-    photos = faces.training_photo_names(test)
-    megapixels = sum(faces.photo(n).size for n in photos) / 1e6
-    box_scores = np.sort(
-        np.concatenate([photo_boxes(stack, params, faces.photo(n))[:, 3] for n in photos])
-    )[::-1]
-    at_one = box_scores[int(megapixels)] if int(megapixels) < len(box_scores) else -5.0
-    metrics: dict[str, Any] = {
+    box_scores, megapixels = photo_scores(stack, params, faces.training_photo_names(test))
+    at_one = budget_threshold(box_scores, megapixels, 1.0)
+    return {
         "faces": int(face_scores.size),
         "faces_found": int(np.sum(face_scores > det.threshold)),
         "megapixels": megapixels,
@@ -317,7 +313,6 @@ def fold_metrics(det: OwnDetector, test: faces.WindowSet) -> dict[str, Any]:
         "face_scores": [float(v) for v in np.sort(face_scores)[::-1]],
         "test_box_scores": [float(v) for v in box_scores[:KEPT_SCORES]],
     }
-    return metrics
 
 
 def cross_validate(
