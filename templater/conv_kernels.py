@@ -104,11 +104,14 @@ def _nested(values: np.ndarray, flat: list[str], axis: int, start: int) -> tuple
 
 
 # -- conv -------------------------------------------------------------------------------------
-def geometry_lines(layer: Conv2D | Pool2D, target: ConvTarget, x: str) -> list[str]:
-    """Lines that set rows/cols of x, the padding, and the output size OH, OW."""
+def geometry_lines(
+    layer: Conv2D | Pool2D, target: ConvTarget, x: str, hwc: bool = False
+) -> list[str]:
+    """Lines that set rows/cols of x (`hwc`: a (rows, columns, channels) map), the padding, and
+    the output size OH, OW."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     lines = (
-        [f"rows, cols = {x}.shape[1], {x}.shape[2]"]
+        [f"rows, cols = {x}.shape[{0 if hwc else 1}], {x}.shape[{1 if hwc else 2}]"]
         if target.name == "numba"
         else [f"rows, cols = len({x}[0]), len({x}[0][0])"]
     )
@@ -172,10 +175,15 @@ def make_kernel(
 
 
 # -- dense ------------------------------------------------------------------------------------
-def pool_kernel(layer: Pool2D, prefix: str, target: ConvTarget) -> Kernel:
+def pool_kernel(layer: Pool2D, prefix: str, target: ConvTarget, hwc: bool = False) -> Kernel:
+    """`hwc`: the input is a (rows, columns, channels) map (numba max pools), and so the output."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     numba = target.name == "numba"
-    body = geometry_lines(layer, target, "x")
+    body = geometry_lines(layer, target, "x", hwc)
+    if hwc:
+        assert numba and layer.kind == "max", "only numba max pools read hwc maps"
+        lines = body + _numba_max_pool_hwc(layer)
+        return make_kernel(prefix, (), lines, target, _describe_pool(layer) + ", hwc maps")
     body += (
         [
             f"out = np.empty((x.shape[0], oh, ow){np_dtype_arg(target)})",
@@ -186,7 +194,7 @@ def pool_kernel(layer: Pool2D, prefix: str, target: ConvTarget) -> Kernel:
     )
     if numba and layer.kind == "max":
         return make_kernel(
-            prefix, (), body[:-1] + _numba_max_pool(layer), target, _describe_pool(layer)
+            prefix, (), body[:-2] + _numba_max_pool(layer), target, _describe_pool(layer)
         )
     read = "x[c, iy, ix]" if numba else "x[c][iy][ix]"
     write = "out[c, y, j] = " if numba else "row[j] = "
@@ -268,6 +276,62 @@ def _numba_max_pool(layer: Pool2D) -> list[str]:
             "                m = v",
         ]
     return [*lines, "            out[c, y, j] = m", "return out"]
+
+
+def _numba_max_pool_hwc(layer: Pool2D) -> list[str]:
+    """The reference's order on a (rows, columns, channels) map, vectorised across channels: per
+    output position the window's first tap (-inf where it is padding), then each later tap
+    inside the map replacing the maximum where greater (a -inf padding tap never does). A window
+    inside the map takes all its taps in one loop over the channels: RNet's pool 3x3 over
+    22 x 22 x 28 took 4.1 us so, 8.4 us with a loop per tap."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    taps = [(ky, kx) for ky in range(kh) for kx in range(kw)]
+
+    def where(ky: int, kx: int) -> list[str]:
+        return [
+            f"iy = {offset_index('y', sh, ky)} - pt",
+            f"ix = {offset_index('j', sw, kx)} - pl",
+            "if iy >= 0 and iy < rows and ix >= 0 and ix < cols:",
+        ]
+
+    def tap(ky: int, kx: int) -> str:
+        return f"x[{offset_index('iy', 1, ky)}, {offset_index('ix', 1, kx)}]"
+
+    lines = [
+        "out = np.empty((oh, ow, x.shape[2]), dtype=x.dtype)",
+        "for y in range(oh):",
+        "    for j in range(ow):",
+        "        m = out[y, j]",
+        f"        iy = {offset_index('y', sh, 0)} - pt",
+        f"        ix = {offset_index('j', sw, 0)} - pl",
+        f"        if iy >= 0 and iy + {kh} <= rows and ix >= 0 and ix + {kw} <= cols:",
+        *(f"            t{k} = {tap(ky, kx)}" for k, (ky, kx) in enumerate(taps)),
+        "            for c in range(m.shape[0]):",
+        "                a = t0[c]",
+        *(
+            line
+            for k in range(1, len(taps))
+            for line in (f"                v = t{k}[c]", "                a = v if v > a else a")
+        ),
+        "                m[c] = a",
+        "            continue",
+        *("        " + line for line in where(0, 0)),
+        "            first = x[iy, ix]",
+        "            for c in range(m.shape[0]):",
+        "                m[c] = first[c]",
+        "        else:",
+        "            for c in range(m.shape[0]):",
+        "                m[c] = -np.inf",
+    ]
+    for ky, kx in taps[1:]:
+        lines += [
+            *("        " + line for line in where(ky, kx)),
+            "            tap = x[iy, ix]",
+            "            for c in range(m.shape[0]):",
+            "                v = tap[c]",
+            "                m[c] = v if v > m[c] else m[c]",
+        ]
+    return [*lines, "return out"]
 
 
 def flatten_kernel(layer: Flatten, prefix: str, target: ConvTarget) -> Kernel:

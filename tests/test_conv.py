@@ -323,3 +323,55 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
         for n in range(len(images)):
             ref = fixed.forward(images[n], dtype=np.dtype(dtype).type)["vector"]
             assert np.array_equal(np.asarray(got[n], dtype=ref.dtype), ref), dtype
+
+
+def test_numba_hwc_maps_are_bit_for_bit(tmp_path):
+    """A fixed-size net as RNet and ONet are (channels-form convs, max pools, a flatten in hwc
+    order) keeps its maps as (rows, columns, channels): each pool reads and writes that layout,
+    padded or not, in ceil mode too, with windows over the map's edge, and the flatten is a plain
+    ravel. A flatten in chw order, or a conv with padding, takes (channels, rows, columns)
+    maps as before. Both give the reference's numbers bit for bit."""
+    from templater.conv_kernels import conv_target
+    from templater.conv_lower import kernels
+
+    rng = np.random.default_rng(11)
+
+    def conv(n_out, n_in, k, padding=(0, 0, 0, 0)):
+        w = rng.normal(0, 0.4, (n_out, n_in, k, k))
+        return Conv2D(w, rng.normal(0, 0.1, n_out), 1, padding)
+
+    def net(order, padding):
+        trunk = [
+            conv(20, 3, 3),
+            PReLU(rng.normal(0.2, 0.1, 20)),
+            Pool2D("max", (3, 3), 2, "same_upper"),
+            conv(24, 20, 3),
+            Act("relu"),
+            Pool2D("max", (2, 2), 2, (0, 0, 0, 0), ceil_mode=True),
+            conv(16, 24, 2, padding),
+            Pool2D("max", (2, 2), 1, (1, 0, 0, 1)),
+            Flatten(order),
+        ]
+        probe = ConvNetwork(3, trunk[:-1], [("v", (Flatten(order),))], size=(23, 23))
+        n = probe.shapes((1, 3, 23, 23))["v"][1]
+        dense = Dense(rng.normal(0, 0.1, (n, 3)), rng.normal(0, 0.1, 3))
+        return ConvNetwork(3, trunk, [("vector", (dense,))], size=(23, 23))
+
+    target = conv_target("numba", "float32")
+    images = rng.normal(0, 1, (4, 3, 23, 23))
+    for order, padding, pools_hwc in (
+        ("hwc", (0, 0, 0, 0), [True, True, True]),  # every map after conv 0
+        ("chw", (0, 0, 0, 0), [True, True, False]),  # the last conv writes chw for the flatten
+        ("hwc", (1, 1, 0, 0), [True, False, True]),  # the padded conv reads chw
+    ):
+        model = net(order, padding)
+        trunk = [k for k in kernels(model, target, "table")[0] if k.name]
+        pools = [k for k in trunk if "pool" in k.description]
+        assert ["hwc maps" in k.description for k in pools] == pools_hwc
+        assert (trunk[-1].name == "_ravel") == (order == "hwc")
+        for dtype in ("float64", "float32"):
+            program = _program(tmp_path, model, "numba", "table", dtype)
+            got = program.forward_batch(images)["vector"]
+            for n in range(len(images)):
+                ref = model.forward(images[n], dtype=np.dtype(dtype).type)["vector"]
+                assert np.array_equal(np.asarray(got[n], dtype=ref.dtype), ref), (order, dtype)
