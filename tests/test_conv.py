@@ -266,7 +266,8 @@ def test_diff_names_the_changed_output_channels():
 @pytest.mark.slow  # compiles four programs (about 60 s)
 def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
     """The numba table form's variants the random networks above rarely reach: rows form with
-    two and four output channels per pass (10 and 12 outputs), the channels form in blocks of
+    two and four output channels per pass (10 and 12 outputs) and pairs of output rows (an odd
+    last row, stride 2), the channels form in blocks of
     positions with a shorter last block (16+ outputs over rows of odd width, stride 2, padding)
     and with output channels padded to whole vectors (17, 20), blocks of 3 on a fixed-size
     net's rows of 9, a depthwise conv (one channel per pass), and the activations each form
@@ -291,20 +292,23 @@ def test_numba_forms_with_many_channels_are_bit_for_bit(tmp_path):
         Act("relu"),
         conv(17, 17, 3, groups=17),
         Act("leaky_relu"),
+        conv(6, 17, 3, stride=2, padding=(0, 1, 1, 0)),  # rows form, pairs of rows at stride 2
     ]
     convs = [c for c in trunk if isinstance(c, Conv2D)]
-    assert [_channels_per_pass(c) for c in convs] == [2, 4, 4, 1, 1]
-    assert [_channels_inner(c, None) for c in convs] == [False, False, True, True, False]
-    head = (conv(2, 17, 1), PReLU(rng.normal(0.2, 0.1, 2)))
+    assert [_channels_per_pass(c) for c in convs] == [2, 4, 4, 1, 1, 2]
+    assert [_channels_inner(c, None) for c in convs] == [False, False, True, True, False, False]
+    head = (conv(2, 6, 1), PReLU(rng.normal(0.2, 0.1, 2)))
     net = ConvNetwork(3, trunk, [("map", head)], size=None)
     # every activation above is applied by the conv before it: no kernel of its own is called
     fused = kernels(net, conv_target("numba", "float64"), "table")
     assert [k.name == "" for k in fused[0]] == [isinstance(x, (PReLU, Act)) for x in trunk]
     assert [k.name == "" for k in fused[1][0]] == [False, True]
-    image = rng.normal(0, 1, (3, 41, 37))
-    _same(_program(tmp_path, net, "numba", "table").forward(image), net.forward(image))
+    program = _program(tmp_path, net, "numba", "table")
     program32 = _program(tmp_path, net, "numba", "table", "float32")
-    _same(program32.forward(image), net.forward(image, dtype=np.float32))
+    for rows in (41, 44):  # rows form outputs: an odd and an even number of rows in each conv
+        image = rng.normal(0, 1, (3, rows, 37))
+        _same(program.forward(image), net.forward(image))
+        _same(program32.forward(image), net.forward(image, dtype=np.float32))
 
     # a fixed-size net: rows of 9 outputs in blocks of 3, 20 channels padded to whole vectors
     fixed_trunk = [conv(20, 3, 3), PReLU(rng.normal(0.2, 0.1, 20)), conv(24, 20, 3)]

@@ -2159,7 +2159,7 @@ H0_0_B = np.array([
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = '862a73be1c6cf735'
+PROGRAM_KEY = 'fe56526edde8f18c'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -2470,17 +2470,22 @@ def _t3(x, T3_W, T3_B, T4_A):
     ow = (cols + pl + pr - 3) // 1 + 1
     xp = x
     out = np.empty((48, oh, ow), dtype=np.float32)
+    spare = np.empty((1, ow), dtype=out.dtype)
+    last_row = xp.shape[1] - 1
     for o0 in range(0, 48, 1):
         first = (o0 // 16) * 8
-        for y in range(oh):
-            row0 = out[o0 + 0, y]
-            b0 = T3_B[o0 + 0]
+        b0 = T3_B[o0 + 0]
+        for y in range(0, oh, 2):
+            row0_0 = out[o0 + 0, y]
+            row0_1 = out[o0 + 0, y + 1] if y + 1 < oh else spare[0]
             for j in range(ow):
-                row0[j] = b0
+                row0_0[j] = b0
+                row0_1[j] = b0
             for c in range(8):
                 x0 = xp[first + c, y]
                 x1 = xp[first + c, y + 1]
                 x2 = xp[first + c, y + 2]
+                x3 = xp[first + c, min(y + 3, last_row)]
                 w0_0_0 = T3_W[o0 + 0, c, 0, 0]
                 w0_0_1 = T3_W[o0 + 0, c, 0, 1]
                 w0_0_2 = T3_W[o0 + 0, c, 0, 2]
@@ -2500,8 +2505,11 @@ def _t3(x, T3_W, T3_B, T4_A):
                     v2_0 = x2[j]
                     v2_1 = x2[j + 1]
                     v2_2 = x2[j + 2]
-                    row0[j] = (
-                        row0[j]
+                    v3_0 = x3[j]
+                    v3_1 = x3[j + 1]
+                    v3_2 = x3[j + 2]
+                    row0_0[j] = (
+                        row0_0[j]
                         + w0_0_0 * v0_0
                         + w0_0_1 * v0_1
                         + w0_0_2 * v0_2
@@ -2512,14 +2520,33 @@ def _t3(x, T3_W, T3_B, T4_A):
                         + w0_2_1 * v2_1
                         + w0_2_2 * v2_2
                     )
+                    row0_1[j] = (
+                        row0_1[j]
+                        + w0_0_0 * v1_0
+                        + w0_0_1 * v1_1
+                        + w0_0_2 * v1_2
+                        + w0_1_0 * v2_0
+                        + w0_1_1 * v2_1
+                        + w0_1_2 * v2_2
+                        + w0_2_0 * v3_0
+                        + w0_2_1 * v3_1
+                        + w0_2_2 * v3_2
+                    )
             s0 = T4_A[o0 + 0]
             for j in range(ow):
-                v = row0[j]
+                v = row0_0[j]
                 if v > np.float32(0.0):
                     pass
                 else:
                     v = s0 * v
-                row0[j] = v
+                row0_0[j] = v
+            for j in range(ow):
+                v = row0_1[j]
+                if v > np.float32(0.0):
+                    pass
+                else:
+                    v = s0 * v
+                row0_1[j] = v
     return out
 
 
@@ -2562,17 +2589,22 @@ def _t6(x, T6_W, T6_B, T7_A):
     ow = (cols + pl + pr - 3) // 1 + 1
     xp = x
     out = np.empty((96, oh, ow), dtype=np.float32)
+    spare = np.empty((1, ow), dtype=out.dtype)
+    last_row = xp.shape[1] - 1
     for o0 in range(0, 96, 1):
         first = (o0 // 32) * 16
-        for y in range(oh):
-            row0 = out[o0 + 0, y]
-            b0 = T6_B[o0 + 0]
+        b0 = T6_B[o0 + 0]
+        for y in range(0, oh, 2):
+            row0_0 = out[o0 + 0, y]
+            row0_1 = out[o0 + 0, y + 1] if y + 1 < oh else spare[0]
             for j in range(ow):
-                row0[j] = b0
+                row0_0[j] = b0
+                row0_1[j] = b0
             for c in range(16):
                 x0 = xp[first + c, y]
                 x1 = xp[first + c, y + 1]
                 x2 = xp[first + c, y + 2]
+                x3 = xp[first + c, min(y + 3, last_row)]
                 w0_0_0 = T6_W[o0 + 0, c, 0, 0]
                 w0_0_1 = T6_W[o0 + 0, c, 0, 1]
                 w0_0_2 = T6_W[o0 + 0, c, 0, 2]
@@ -2592,8 +2624,11 @@ def _t6(x, T6_W, T6_B, T7_A):
                     v2_0 = x2[j]
                     v2_1 = x2[j + 1]
                     v2_2 = x2[j + 2]
-                    row0[j] = (
-                        row0[j]
+                    v3_0 = x3[j]
+                    v3_1 = x3[j + 1]
+                    v3_2 = x3[j + 2]
+                    row0_0[j] = (
+                        row0_0[j]
                         + w0_0_0 * v0_0
                         + w0_0_1 * v0_1
                         + w0_0_2 * v0_2
@@ -2604,14 +2639,33 @@ def _t6(x, T6_W, T6_B, T7_A):
                         + w0_2_1 * v2_1
                         + w0_2_2 * v2_2
                     )
+                    row0_1[j] = (
+                        row0_1[j]
+                        + w0_0_0 * v1_0
+                        + w0_0_1 * v1_1
+                        + w0_0_2 * v1_2
+                        + w0_1_0 * v2_0
+                        + w0_1_1 * v2_1
+                        + w0_1_2 * v2_2
+                        + w0_2_0 * v3_0
+                        + w0_2_1 * v3_1
+                        + w0_2_2 * v3_2
+                    )
             s0 = T7_A[o0 + 0]
             for j in range(ow):
-                v = row0[j]
+                v = row0_0[j]
                 if v > np.float32(0.0):
                     pass
                 else:
                     v = s0 * v
-                row0[j] = v
+                row0_0[j] = v
+            for j in range(ow):
+                v = row0_1[j]
+                if v > np.float32(0.0):
+                    pass
+                else:
+                    v = s0 * v
+                row0_1[j] = v
     return out
 
 
@@ -2626,18 +2680,18 @@ def _h0_0(x, H0_0_W, H0_0_B):
     out = np.empty((1, oh, ow), dtype=np.float32)
     for o0 in range(0, 1, 1):
         first = (o0 // 1) * 96
-        for y in range(oh):
-            row0 = out[o0 + 0, y]
-            b0 = H0_0_B[o0 + 0]
+        b0 = H0_0_B[o0 + 0]
+        for y in range(0, oh, 1):
+            row0_0 = out[o0 + 0, y]
             for j in range(ow):
-                row0[j] = b0
+                row0_0[j] = b0
             for c in range(96):
                 x0 = xp[first + c, y]
                 w0_0_0 = H0_0_W[o0 + 0, c, 0, 0]
                 for j in range(ow):
                     v0_0 = x0[j]
-                    row0[j] = (
-                        row0[j]
+                    row0_0[j] = (
+                        row0_0[j]
                         + w0_0_0 * v0_0
                     )
     return out
