@@ -2159,7 +2159,7 @@ H0_0_B = np.array([
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = 'fe56526edde8f18c'
+PROGRAM_KEY = '713be3810826b142'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -2295,7 +2295,8 @@ def _softmax(x):
                 m = flat[c, k]
         total = 0.0
         for c in range(n):
-            e = math.exp(flat[c, k] - m)
+            d = flat[c, k] - m
+            e = 1.0 if d == 0.0 else math.exp(d)  # exp(0.0) is 1.0 exactly: the max's exp is free
             out[c, k] = e
             total += e
         for c in range(n):
