@@ -117,6 +117,27 @@ def test_the_image_steps_skip_only_taps_that_add_nothing(program):
             assert np.array_equal(got, expect.transpose(0, 3, 2, 1)), size
 
 
+def test_pnet_boxes_are_the_cascades_rows(program):
+    """The program's pnet_boxes (numba) against mtcnn_cascade's: the same rows, row-major, on
+    PNet's own output views and on plain float64 maps, with scores equal to the threshold, no
+    hits and every cell a hit."""
+    from templater import mtcnn_cascade as cascade
+
+    rng = np.random.default_rng(7)
+    level = rng.random((3, 61, 47), dtype=np.float32) - 0.5
+    outputs = program.NETS.pnet(level)
+    ties = rng.choice([0.5, 0.6, 0.7], (9, 13))
+    maps = [(*outputs, 0.5 * 0.709**k) for k in range(4)] + [
+        (ties, rng.standard_normal((4, 9, 13)), 1 / 3),
+        (ties * 0, ties[None].repeat(4, 0), 2.0),
+    ]
+    for prob, reg, scale in maps:
+        for threshold in (0.0, 0.6, float(np.median(prob)), 2.0):
+            expect = cascade.pnet_boxes(prob, reg, scale, threshold)
+            got = program.NETS.pnet_boxes(prob, reg, scale, threshold)
+            assert got.dtype == expect.dtype and np.array_equal(got, expect), (scale, threshold)
+
+
 def test_small_photos_give_no_boxes_and_bad_input_is_refused(program):
     boxes, scores, marks = program.find_faces(np.zeros((15, 40, 3), np.uint8), min_face=20)
     assert boxes.shape == (0, 4) and scores.shape == (0,) and marks.shape == (0, 5, 2)
