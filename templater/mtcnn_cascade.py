@@ -51,6 +51,8 @@ rows and columns themselves, since those nets were trained on transposed images.
 - pyramid_level(image, rows, cols): a level for its own pnet (any layout: the cascade only
   hands it to nets.pnet);
 - resize_crops(image, boxes, size): the crops of (N, 4) int64 boxes for its own rnet/onet;
+- pnet_boxes(prob, reg, scale, threshold): the rows `pnet_boxes` below gives for its own
+  pnet's outputs;
 - nms(boxes, scores, threshold, mode): the indices `nms` below keeps.
 """
 
@@ -257,12 +259,13 @@ def stage_pnet(image, nets, scales, threshold):
     """Candidate boxes (M, 5): x1, y1, x2, y2 (integers, squared) and score."""
     rows, cols = image.shape[:2]
     make_level = getattr(nets, "pyramid_level", pyramid_level)
+    boxes_of = getattr(nets, "pnet_boxes", pnet_boxes)
     suppress = getattr(nets, "nms", nms)
     found = []
     for scale in scales:
         level = make_level(image, math.ceil(rows * scale), math.ceil(cols * scale))
         prob, reg = nets.pnet(level)
-        boxes = pnet_boxes(prob, reg, scale, threshold)
+        boxes = boxes_of(prob, reg, scale, threshold)
         if len(boxes):
             found.append(boxes[suppress(boxes[:, :4], boxes[:, 4], 0.5, "union")])
     if not found:

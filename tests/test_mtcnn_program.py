@@ -91,6 +91,53 @@ def test_the_numba_image_steps_and_nms_give_the_cascades_numbers(program):
             assert np.array_equal(program.NETS.nms(boxes, scores, threshold, mode), expect)
 
 
+def test_the_image_steps_skip_only_taps_that_add_nothing(program):
+    """The numba levels and crops skip taps of weight 0 and taps on pixels outside the image: still
+    the cascade's bits, on sizes that make such taps (an exact 2x shrink, unchanged and 3x sizes,
+    clamped edges, strips of fewer than 8 rows), on float pixels of -0.0, and on crops partly or
+    wholly outside the image on each side."""
+    from templater import mtcnn_cascade as cascade
+
+    rng = np.random.default_rng(5)
+    colour = rng.integers(0, 256, (36, 50, 3), dtype=np.uint8)
+    zeros = cascade.as_rgb(rng.choice([-0.0, 0.0, 0.5, 17.25, 255.0], (36, 50)))
+    assert np.signbit(zeros).any()
+    for rgb in (colour, zeros, cascade.as_rgb(colour[:, :, 0])):
+        for rows, cols in ((18, 25), (36, 50), (108, 150), (9, 50), (5, 7), (37, 51)):
+            expect = cascade.pyramid_level(rgb, rows, cols)
+            assert np.array_equal(program.NETS.pyramid_level(rgb, rows, cols),
+                                  expect.transpose(2, 1, 0)), (rows, cols)
+        boxes = np.array([
+            [1, 1, 48, 48], [-10, 5, 13, 52], [40, 30, 55, 45], [20, -30, 27, -23],
+            [60, 5, 75, 20], [-30, 5, -15, 20], [10, 40, 25, 55], [45, 33, 52, 40],
+        ], dtype=np.int64)
+        for size in (24, 48):
+            expect = cascade.resize_crops(rgb, boxes, size)
+            got = program.NETS.resize_crops(rgb, boxes, size)
+            assert np.array_equal(got, expect.transpose(0, 3, 2, 1)), size
+
+
+def test_pnet_boxes_are_the_cascades_rows(program):
+    """The program's pnet_boxes (numba) against mtcnn_cascade's: the same rows, row-major, on
+    PNet's own output views and on plain float64 maps, with scores equal to the threshold, no
+    hits and every cell a hit."""
+    from templater import mtcnn_cascade as cascade
+
+    rng = np.random.default_rng(7)
+    level = rng.random((3, 61, 47), dtype=np.float32) - 0.5
+    outputs = program.NETS.pnet(level)
+    ties = rng.choice([0.5, 0.6, 0.7], (9, 13))
+    maps = [(*outputs, 0.5 * 0.709**k) for k in range(4)] + [
+        (ties, rng.standard_normal((4, 9, 13)), 1 / 3),
+        (ties * 0, ties[None].repeat(4, 0), 2.0),
+    ]
+    for prob, reg, scale in maps:
+        for threshold in (0.0, 0.6, float(np.median(prob)), 2.0):
+            expect = cascade.pnet_boxes(prob, reg, scale, threshold)
+            got = program.NETS.pnet_boxes(prob, reg, scale, threshold)
+            assert got.dtype == expect.dtype and np.array_equal(got, expect), (scale, threshold)
+
+
 def test_small_photos_give_no_boxes_and_bad_input_is_refused(program):
     boxes, scores, marks = program.find_faces(np.zeros((15, 40, 3), np.uint8), min_face=20)
     assert boxes.shape == (0, 4) and scores.shape == (0,) and marks.shape == (0, 5, 2)
