@@ -117,6 +117,8 @@ STAGES = ("pyramid", "pnet", "nms", "crops", "rnet", "onet")
 # The cascade's name of each step (a method of the nets, else its own numpy function) -> STAGES.
 STAGE_OF = {"pyramid_level": "pyramid", "pnet": "pnet", "nms": "nms", "resize_crops": "crops",
             "rnet": "rnet", "onet": "onet"}
+# Steps taken like the above but timed as the rest ("other": the box arithmetic).
+UNTIMED = ("pnet_boxes",)
 
 
 class _StageClock:
@@ -129,10 +131,13 @@ class _StageClock:
 
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self._steps = {
-            name: getattr(nets, name, None) or getattr(mtcnn_cascade, name) for name in STAGE_OF
+            name: getattr(nets, name, None) or getattr(mtcnn_cascade, name)
+            for name in (*STAGE_OF, *UNTIMED)
         }
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name in UNTIMED:
+            return self._steps[name]
         if name not in STAGE_OF:
             raise AttributeError(name)
         step, stage = self._steps[name], STAGE_OF[name]
