@@ -154,7 +154,7 @@ def _hwc_maps(
 
     def mark(layers: list[Layer], hwc_in: bool, then: bool) -> bool:
         """Marks the layers that write hwc maps; returns the layout of the last one's output."""
-        reads = [*reads_hwc(layers, then)[1:], then]
+        reads = [*reads_hwc(layers, then)[1:], then][: len(layers)]  # each one's reader's
         for layer, next_reads in zip(layers, reads, strict=True):
             if channels_conv(layer):
                 hwc_in = next_reads
