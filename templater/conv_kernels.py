@@ -184,6 +184,9 @@ def pool_kernel(layer: Pool2D, prefix: str, target: ConvTarget, hwc: bool = Fals
         assert numba and layer.kind == "max", "only numba max pools read hwc maps"
         lines = body + _numba_max_pool_hwc(layer)
         return make_kernel(prefix, (), lines, target, _describe_pool(layer) + ", hwc maps")
+    if numba and layer.kind == "max":
+        lines = body + _numba_max_pool(layer)
+        return make_kernel(prefix, (), lines, target, _describe_pool(layer))
     body += (
         [
             f"out = np.empty((x.shape[0], oh, ow){np_dtype_arg(target)})",
@@ -192,10 +195,6 @@ def pool_kernel(layer: Pool2D, prefix: str, target: ConvTarget, hwc: bool = Fals
         if numba
         else ["out = []", "for c in range(len(x)):", "    plane = []"]
     )
-    if numba and layer.kind == "max":
-        return make_kernel(
-            prefix, (), body[:-2] + _numba_max_pool(layer), target, _describe_pool(layer)
-        )
     read = "x[c, iy, ix]" if numba else "x[c][iy][ix]"
     write = "out[c, y, j] = " if numba else "row[j] = "
     body += ["    for y in range(oh):"]

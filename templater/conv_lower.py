@@ -85,13 +85,14 @@ def kernels(
             hwc_out = id(layer) in hwc
             if isinstance(layer, Conv2D):
                 after = layers[i + 1] if i + 1 < len(layers) else None
-                act = (after, layer_prefix(where, i + 1, prefix)) if _fusable(after) else None
+                applies = _applies_next(layer, after, layout, target)
+                act = (after, layer_prefix(where, i + 1, prefix)) if applies else None
                 maps = (hwc_in, hwc_out)
                 out.append(_conv(layer, name, target, form, widths[id(layer)], act, maps))
             elif isinstance(layer, Pool2D):
                 out.append(pool_kernel(layer, name, target, hwc_in))
-            elif isinstance(layer, Flatten) and hwc_in:
-                out.append(shared_kernel("_ravel", (), "flatten, hwc order (of an hwc map)"))
+            elif isinstance(layer, Flatten) and target.name == "numba":
+                out.append(_numba_flatten(layer, hwc_in))
             else:
                 out.append(_kernel(layer, name, target, form))
             hwc_in = hwc_out
@@ -124,18 +125,12 @@ def _hwc_maps(
         )
 
     def real(layers: tuple) -> list[Layer]:
-        """The layers with a kernel of their own (an activation a table conv applies has none)."""
-        out: list[Layer] = []
-        for i, layer in enumerate(layers):
-            before = layers[i - 1] if i else None
-            absorbed = (
-                isinstance(before, Conv2D)
-                and choose_layout(before, layout, target) == "table"
-                and _fusable(layer)
-            )
-            if not absorbed:
-                out.append(layer)
-        return out
+        """The layers with a kernel of their own (an activation its conv applies has none)."""
+        return [
+            layer
+            for i, layer in enumerate(layers)
+            if not (i and _applies_next(layers[i - 1], layer, layout, target))
+        ]
 
     def reads_hwc(layers: list[Layer], then: bool) -> list[bool]:
         """Per layer, whether it can take an hwc map (`then`: whether what follows can)."""
@@ -170,6 +165,28 @@ def _hwc_maps(
     for layers in heads:
         mark(layers, trunk_hwc, False)
     return hwc
+
+
+def _applies_next(layer: Layer, after: Layer | None, layout: str, target: ConvTarget) -> bool:
+    """Whether `layer`'s kernel applies the activation `after` it (which then has no kernel):
+    numba table-form convs do, for PReLU and the piecewise activations."""
+    return (
+        target.name == "numba"
+        and isinstance(layer, Conv2D)
+        and choose_layout(layer, layout, target) == "table"
+        and _fusable(after)
+    )
+
+
+def _numba_flatten(layer: Flatten, hwc_in: bool) -> Kernel:
+    """A map's values as they lie where that is the order asked for (a chw map in chw order, an
+    hwc map in hwc order); a (channels, rows, columns) map in hwc order is transposed."""
+    if hwc_in:
+        assert layer.order == "hwc", "only a flatten in hwc order reads an hwc map"
+        return shared_kernel("_ravel", (), "flatten, hwc order (of an hwc map)")
+    if layer.order == "chw":
+        return shared_kernel("_ravel", (), "flatten, chw order")
+    return shared_kernel("_flatten_hwc", (), "flatten, hwc order")
 
 
 def _fusable(layer: Layer | None) -> bool:
@@ -225,9 +242,7 @@ def _kernel(layer: Layer, prefix: str, target: ConvTarget, layout: str) -> Kerne
         if name not in PIECEWISE and name not in ("sigmoid", "tanh"):
             raise UnsupportedError(f"activation {name!r} in a convolutional program")
         return elementwise_kernel(prefix, target, (), name, layer)
-    if isinstance(layer, Flatten):
-        if numba:
-            return shared_kernel(f"_flatten_{layer.order}", (), f"flatten, {layer.order} order")
+    if isinstance(layer, Flatten):  # numba's: _numba_flatten
         return flatten_kernel(layer, prefix, target)
     if isinstance(layer, GlobalAvgPool):
         return global_avg_kernel(prefix, target)
@@ -254,8 +269,8 @@ def _conv(
     act: tuple[Layer, str] | None = None,
     maps: tuple[bool, bool] = (False, False),
 ) -> Kernel:
-    """`act`: the activation after the conv and its prefix, which the numba table forms apply
-    as they store each output (the placeholder fused_kernel then stands for it). `maps`:
+    """`act`: the activation after the conv and its prefix, given where the conv applies it as
+    it stores each output (_applies_next; the placeholder fused_kernel then stands for it). `maps`:
     whether its input and its output are hwc maps (channels form only, see _hwc_maps)."""
     W, B = f"{prefix.upper()}_W", f"{prefix.upper()}_B"
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
@@ -277,7 +292,7 @@ def _conv(
         body.append("out = []")
     tables: tuple[tuple[str, str], ...] = ()
     ix = target.index
-    fuse = _Fused(*act) if act is not None and numba and layout == "table" else None
+    fuse = _Fused(*act) if act is not None else None
     act_tables: tuple[tuple[str, str], ...] = ()
     if layout == "table" and numba and _channels_inner(layer, width):
         # small maps: vectorise across output channels, the weights as (c, ky, kx, o) rows,

@@ -2159,7 +2159,7 @@ H0_0_B = np.array([
 # the file is loaded: `import`, a loader that leaves it out of sys.modules, two names for one
 # file. Their cache files carry the same key, so an edited or regenerated file never loads them;
 # where no folder is writable, or a cache file is unreadable, the functions just compile.
-PROGRAM_KEY = '713be3810826b142'
+PROGRAM_KEY = 'df4442143173e5a1'
 _CACHE_MODULE = "_templater_program_" + PROGRAM_KEY
 
 
@@ -2305,13 +2305,9 @@ def _softmax(x):
 
 
 @_jit()
-def _flatten_chw(x):
-    return np.ascontiguousarray(x).reshape(-1)
-
-
-@_jit()
 def _ravel(x):
-    # an hwc map (rows, columns, channels) flattened in hwc order: its values as they lie
+    # a map's values as they lie: a (channels, rows, columns) map flattened in chw order, or a
+    # (rows, columns, channels) one in hwc order
     return np.ascontiguousarray(x).reshape(-1)
 
 
